@@ -1,0 +1,16 @@
+"""v2d_vox: curate audio+video datasets into webdataset shards and stream them to training."""
+
+__version__ = "0.1.0"
+
+from .api import download  # noqa: E402
+
+__all__ = ["download", "__version__"]
+
+
+def __getattr__(name: str):
+    """`v2d_vox.loader` imports torch: load it only when asked for."""
+    if name == "loader":
+        import importlib
+
+        return importlib.import_module(".loader", __name__)
+    raise AttributeError(name)

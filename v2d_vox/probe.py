@@ -1,0 +1,92 @@
+"""Probe media bytes with PyAV: what is in it, and proof that it decodes.
+
+Opening a container is not enough (random bytes often "open" as mp3 or mpeg-ts), so one frame of
+each stream is decoded too; a file where no stream yields a frame is not media."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from typing import Any
+
+import av
+
+from .errors import DownloadError
+
+# container format name (first of PyAV's comma list) -> webdataset extension
+CONTAINER_EXT = {
+    "mov": "mp4", "matroska": "mkv", "webm": "webm", "avi": "avi", "mpeg": "mpg", "mpegts": "ts",
+    "wav": "wav", "flac": "flac", "mp3": "mp3", "ogg": "ogg", "aac": "aac", "opus": "opus",
+}
+
+
+def _rate(value: Fraction | None) -> float | None:
+    return round(float(value), 3) if value else None
+
+
+def _stream_info(stream: av.stream.Stream) -> dict[str, Any]:
+    info: dict[str, Any] = {"index": stream.index, "type": stream.type, "codec": stream.codec_context.name}
+    if stream.duration is not None and stream.time_base:
+        info["duration"] = round(float(stream.duration * stream.time_base), 3)
+    if stream.type == "video":
+        avg, base = stream.average_rate, stream.base_rate
+        info.update(width=stream.codec_context.width, height=stream.codec_context.height, fps=_rate(avg or base))
+        info["vfr"] = bool(avg and base and abs(float(avg) - float(base)) > 0.01 * float(base))
+        info["attached_pic"] = bool(stream.disposition & av.stream.Disposition.attached_pic)
+    elif stream.type == "audio":
+        info.update(sample_rate=stream.codec_context.sample_rate, channels=stream.codec_context.channels)
+    return info
+
+
+def _decodes(container: av.container.InputContainer, stream: av.stream.Stream) -> tuple[bool, int]:
+    """Whether the stream yields a frame, and the frame's display rotation in degrees."""
+    for frame in container.decode(stream):
+        return True, int(getattr(frame, "rotation", 0) or 0)
+    return False, 0
+
+
+def probe(data: bytes) -> dict[str, Any]:
+    """Metadata of a media file, or DownloadError("not decodable media: ...")."""
+    if not data:
+        raise DownloadError("empty file (0 bytes)")
+    try:
+        with av.open(io.BytesIO(data), metadata_errors="ignore") as c:
+            streams = [_stream_info(s) for s in c.streams if s.type in ("video", "audio")]
+            fmt = c.format.name.split(",")[0]
+            duration = round(c.duration / av.time_base, 3) if c.duration else None
+        decoded = []
+        for info in streams:
+            with av.open(io.BytesIO(data), metadata_errors="ignore") as c:
+                ok, rotation = _decodes(c, c.streams[info["index"]])
+            if ok:
+                if info["type"] == "video":
+                    info["rotation"] = rotation
+                decoded.append(info)
+    except (av.error.FFmpegError, ValueError, IndexError) as e:
+        raise DownloadError(f"not decodable media: {type(e).__name__}: {_short(e)}") from None
+    if not decoded:
+        raise DownloadError(f"not decodable media: no audio or video stream yields a frame ({fmt})")
+    video = [s for s in decoded if s["type"] == "video" and not s.get("attached_pic")]
+    audio = [s for s in decoded if s["type"] == "audio"]
+    if duration is None:
+        duration = max((s.get("duration") or 0.0 for s in decoded), default=0.0) or None
+    ext = CONTAINER_EXT.get(fmt, fmt)
+    if ext == "mp4" and not video:
+        ext = "m4a"
+    return {
+        "format": fmt,
+        "ext": ext,
+        "duration": duration,
+        "size": len(data),
+        "has_video": bool(video),
+        "has_audio": bool(audio),
+        "video": video[0] if video else None,
+        "audio": audio[0] if audio else None,
+        "streams": decoded,
+    }
+
+
+def _short(e: Exception) -> str:
+    """The error without file names or addresses, so identical failures group in status_dict."""
+    msg = getattr(e, "strerror", None) or str(e)
+    return msg.split(": '")[0][:160]

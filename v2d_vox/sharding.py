@@ -1,0 +1,181 @@
+"""Input tables -> ``_inputs/NNNNN.arrow``: stable shard ids and keys, memory flat in the row count.
+
+Tables are streamed in record batches and each shard is written as soon as it fills, so a 1M-row
+parquet never sits in memory. The same inputs and arguments always give the same shards and keys:
+files are taken in sorted order and a ``_done.json`` with a signature pins the layout for reruns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from .errors import ConfigError
+
+FORMATS = ("csv", "tsv", "parquet", "json", "jsonl", "txt")
+_BATCH = 8192
+INPUTS = "_inputs"
+
+
+@dataclass
+class TableSpec:
+    input_format: str = "auto"
+    url_col: str = "url"
+    caption_col: str | None = None
+    clip_col: str | None = None
+    save_additional_columns: list[str] | None = None  # None keeps every other column
+    samples_per_shard: int = 1000
+
+
+def list_inputs(url_list: str | list[str]) -> list[str]:
+    """One file, a list of files, or a folder (its table files, sorted) -> sorted list of URLs."""
+    urls = [url_list] if isinstance(url_list, str) else list(url_list)
+    out: list[str] = []
+    for url in urls:
+        fs, path = fsspec.core.url_to_fs(url)
+        if fs.isdir(path):
+            found = sorted(p for p in fs.ls(path, detail=False) if _ext(p) in FORMATS)
+            if not found:
+                raise ConfigError(f"folder {url!r} holds no {'/'.join(FORMATS)} files")
+            out += [fs.unstrip_protocol(p) if "://" in url else p for p in found]
+        elif fs.exists(path):
+            out.append(url)
+        else:
+            raise ConfigError(f"input table {url!r} does not exist")
+    return out
+
+
+def _ext(path: str) -> str:
+    return path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+
+
+def _format(url: str, input_format: str) -> str:
+    fmt = _ext(url) if input_format == "auto" else input_format
+    if fmt not in FORMATS:
+        raise ConfigError(f"cannot tell the format of {url!r}: pass input_format= one of {FORMATS}")
+    return fmt
+
+
+def read_batches(url: str, fmt: str) -> Iterator[pa.Table]:
+    """Stream a table file as pyarrow tables of at most _BATCH rows (json arrays load whole)."""
+    with fsspec.open(url, "rb") as f:
+        if fmt == "parquet":
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH):
+                yield pa.Table.from_batches([batch])
+        elif fmt in ("csv", "tsv"):
+            opts = pcsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
+            reader = pcsv.open_csv(f, parse_options=opts, read_options=pcsv.ReadOptions(block_size=1 << 22))
+            for batch in reader:
+                yield pa.Table.from_batches([batch])
+        elif fmt == "json":
+            rows = json.load(f)
+            if not isinstance(rows, list):
+                raise ConfigError(f"{url}: a .json table must hold a list of objects; use .jsonl for lines")
+            for i in range(0, len(rows), _BATCH):
+                yield pa.Table.from_pylist(rows[i : i + _BATCH])
+        else:
+            batch: list[Any] = []
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                batch.append(json.loads(line) if fmt == "jsonl" else {"url": line.decode()})
+                if len(batch) == _BATCH:
+                    yield pa.Table.from_pylist(batch)
+                    batch = []
+            if batch:
+                yield pa.Table.from_pylist(batch)
+
+
+def _normalize(table: pa.Table, spec: TableSpec, url: str) -> pa.Table:
+    """Rename the user's columns to url/caption/clips and keep the requested extras."""
+    url_col = "url" if spec.input_format == "txt" or _ext(url) == "txt" else spec.url_col
+    names = table.column_names
+    for col in (url_col, spec.caption_col, spec.clip_col):
+        if col is not None and col not in names:
+            raise ConfigError(f"{url}: column {col!r} not found; columns are {names}")
+    used = {url_col, spec.caption_col, spec.clip_col}
+    extras = [c for c in names if c not in used] if spec.save_additional_columns is None else [
+        c for c in spec.save_additional_columns if c in names]
+    cols = {"url": table[url_col].cast(pa.string())}
+    if spec.caption_col:
+        cols["caption"] = table[spec.caption_col].cast(pa.string())
+    if spec.clip_col:
+        cols["clips"] = pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v)
+                                  for v in table[spec.clip_col].to_pylist()], pa.string())
+    for c in extras:
+        if c not in cols:
+            cols[c] = table[c]
+    return pa.table(cols)
+
+
+def signature(urls: list[str], spec: TableSpec) -> str:
+    h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
+    for url in urls:
+        fs, path = fsspec.core.url_to_fs(url)
+        info = fs.info(path)
+        h.update(f"{url}|{info.get('size')}|{info.get('mtime', '')}".encode())
+    return h.hexdigest()[:16]
+
+
+def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec) -> tuple[int, int]:
+    """Write input shards unless a finished sharding with the same signature exists.
+
+    Returns (number of shards, number of rows)."""
+    if spec.samples_per_shard < 1:
+        raise ConfigError(f"samples_per_shard must be >= 1, got {spec.samples_per_shard}")
+    urls = list_inputs(url_list)
+    fmts = [_format(u, spec.input_format) for u in urls]
+    sig = signature(urls, spec)
+    fs, root = fsspec.core.url_to_fs(output_folder)
+    done = f"{root}/{INPUTS}/_done.json"
+    if fs.exists(done):
+        info = json.loads(fs.cat(done))
+        if info["signature"] == sig:
+            return info["shards"], info["rows"]
+        raise ConfigError(
+            f"{output_folder} was made from other inputs or arguments (signature {info['signature']} != {sig}); "
+            "use incremental_mode='overwrite' or a new output folder")
+    fs.makedirs(f"{root}/{INPUTS}", exist_ok=True)
+    width = len(str(spec.samples_per_shard - 1))
+    shard_id, pending, rows = 0, [], 0
+
+    def flush(table: pa.Table) -> None:
+        nonlocal shard_id
+        keys = [f"{shard_id:05d}{i:0{width}d}" for i in range(table.num_rows)]
+        table = table.add_column(0, "key", pa.array(keys, pa.string()))
+        tmp, final = f"{root}/{INPUTS}/{shard_id:05d}.arrow.tmp", f"{root}/{INPUTS}/{shard_id:05d}.arrow"
+        with fs.open(tmp, "wb") as f, ipc.new_file(f, table.schema) as w:
+            w.write_table(table)
+        fs.mv(tmp, final)
+        shard_id += 1
+
+    for url, fmt in zip(urls, fmts):
+        for batch in read_batches(url, fmt):
+            pending.append(_normalize(batch, spec, url))
+            rows += batch.num_rows
+            buffered = sum(t.num_rows for t in pending)
+            while buffered >= spec.samples_per_shard:
+                table = pa.concat_tables(pending, promote_options="permissive").combine_chunks()
+                flush(table.slice(0, spec.samples_per_shard))
+                pending = [table.slice(spec.samples_per_shard)]
+                buffered = pending[0].num_rows
+    if pending and sum(t.num_rows for t in pending):
+        flush(pa.concat_tables(pending, promote_options="permissive").combine_chunks())
+    with fs.open(done, "w") as f:
+        json.dump({"signature": sig, "shards": shard_id, "rows": rows, "inputs": urls}, f)
+    return shard_id, rows
+
+
+def read_shard(output_folder: str, shard_id: int) -> list[dict[str, Any]]:
+    fs, root = fsspec.core.url_to_fs(output_folder)
+    with fs.open(f"{root}/{INPUTS}/{shard_id:05d}.arrow", "rb") as f:
+        return ipc.open_file(f).read_all().to_pylist()

@@ -1,0 +1,109 @@
+"""The one Subsampler interface, its registry, and chain building from names + arguments.
+
+A subsampler is a dataclass whose fields are its arguments, registered under a name. It declares
+its `stage`, which decides the one hook the engine calls:
+
+- ``meta``  -> ``check(sample)``: inspect ``sample.meta`` (probe results) and raise ``Filtered``.
+- ``media`` -> ``plan(plan, sample)``: add to the shared ``MediaPlan``; the engine compiles every
+  media step of the chain into ONE ffmpeg process per source.
+- ``array`` -> ``apply(sample)``: work on each output sample (e.g. add ``mel.npy``).
+
+A user adds a subsampler in one file: decorate the class with ``@register("name")`` and refer to it
+in a config as ``name`` (after importing the file) or as ``"package.module:ClassName"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .plan import MediaPlan
+    from .sample import Sample
+
+Stage = Literal["meta", "media", "array"]
+STAGES: tuple[Stage, ...] = ("meta", "media", "array")
+REGISTRY: dict[str, type[Subsampler]] = {}
+
+
+@dataclass
+class Subsampler:
+    name: ClassVar[str]
+    stage: ClassVar[Stage]
+
+    def check(self, sample: Sample) -> None:
+        raise NotImplementedError
+
+    def plan(self, plan: MediaPlan, sample: Sample) -> None:
+        raise NotImplementedError
+
+    def apply(self, sample: Sample) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Name and arguments, recorded in each output's json for provenance."""
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+
+def register(name: str):
+    def deco(cls: type[Subsampler]) -> type[Subsampler]:
+        if getattr(cls, "stage", None) not in STAGES:
+            raise TypeError(f"subsampler {cls.__name__} must set stage to one of {STAGES}")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _lookup(name: str) -> type[Subsampler]:
+    importlib.import_module("subsamplers")  # the built-ins register themselves on import
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"cannot load subsampler {name!r}: {e}") from e
+        if not (isinstance(cls, type) and issubclass(cls, Subsampler)):
+            raise ConfigError(f"{name!r} is not a Subsampler subclass")
+        return cls
+    raise ConfigError(f"unknown subsampler {name!r}; known: {', '.join(sorted(REGISTRY))}")
+
+
+def build(spec: dict[str, Any]) -> Subsampler:
+    """One chain entry, ``{"name": "clip", "clip_seconds": 2}``, to an instance; bad keys fail here."""
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ConfigError(f"each subsampler entry needs a 'name' key, got {spec!r}")
+    args = {k: v for k, v in spec.items() if k != "name"}
+    cls = _lookup(spec["name"])
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ConfigError(
+            f"subsampler {spec['name']!r}: unknown argument(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(sorted(known)) or 'none'}"
+        )
+    try:
+        return cls(**args)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"subsampler {spec['name']!r}: {e}") from e
+
+
+@dataclass
+class Chain:
+    """A built chain, split by stage in config order."""
+
+    steps: list[Subsampler]
+
+    @classmethod
+    def from_specs(cls, specs: list[dict[str, Any]]) -> Chain:
+        return cls([build(s) for s in specs])
+
+    def stage(self, stage: Stage) -> list[Subsampler]:
+        return [s for s in self.steps if s.stage == stage]
