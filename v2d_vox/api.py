@@ -8,6 +8,8 @@ from typing import Any
 
 import fsspec
 
+from distributors import get as get_distributor
+
 from .config import INCREMENTAL_MODES, Job, ReaderConfig, load_config
 from .errors import ConfigError, V2DError
 from .logger import JobLogger, format_summary
@@ -52,9 +54,7 @@ def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessi
             distributor_args: dict[str, Any] | None = None, enable_wandb: bool = False,
             wandb_project: str = "v2d_vox", progress: bool = True, total_samples: int | None = None,
             ) -> dict[str, Any]:
-    from distributors import get
-
-    run = get(distributor)
+    run = get_distributor(distributor)
     fs, root = fsspec.core.url_to_fs(job.output_folder)
     _check_job_file(fs, root, job)
     done = [s for s in shard_ids if fs.exists(f"{root}/{s:05d}_stats.json")]
@@ -127,6 +127,7 @@ def download(
         raise ConfigError(f"incremental_mode={incremental_mode!r}; choose one of {INCREMENTAL_MODES}")
     subsamplers = load_config(config)["subsamplers"]
     Chain.from_specs(subsamplers)  # fail fast on unknown names or arguments
+    get_distributor(distributor)
     job = Job(output_folder=output_folder, subsamplers=subsamplers, output_format=output_format,
               thread_count=thread_count,
               reader=ReaderConfig(connect_timeout=connect_timeout, timeout=timeout, retries=retries,

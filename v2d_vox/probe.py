@@ -38,6 +38,18 @@ def _stream_info(stream: av.stream.Stream) -> dict[str, Any]:
     return info
 
 
+def _demuxed_end(container: av.container.InputContainer) -> float:
+    """Where the packets really end (seconds from the start): reading packets is cheap next to
+    decoding, and it catches files cut short whose header still promises the full duration."""
+    ends: dict[int, float] = {}
+    for packet in container.demux():
+        if packet.pts is not None and packet.time_base:
+            t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            ends[packet.stream.index] = max(ends.get(packet.stream.index, 0.0), t)
+    start = container.start_time / av.time_base if container.start_time else 0.0
+    return max(ends.values(), default=0.0) - start
+
+
 def _decodes(container: av.container.InputContainer, stream: av.stream.Stream) -> tuple[bool, int]:
     """Whether the stream yields a frame, and the frame's display rotation in degrees."""
     for frame in container.decode(stream):
@@ -54,6 +66,7 @@ def probe(data: bytes) -> dict[str, Any]:
             streams = [_stream_info(s) for s in c.streams if s.type in ("video", "audio")]
             fmt = c.format.name.split(",")[0]
             duration = round(c.duration / av.time_base, 3) if c.duration else None
+            end = _demuxed_end(c)
         decoded = []
         for info in streams:
             with av.open(io.BytesIO(data), metadata_errors="ignore") as c:
@@ -66,6 +79,8 @@ def probe(data: bytes) -> dict[str, Any]:
         raise DownloadError(f"not decodable media: {type(e).__name__}: {_short(e)}") from None
     if not decoded:
         raise DownloadError(f"not decodable media: no audio or video stream yields a frame ({fmt})")
+    if duration and end < 0.9 * duration - 0.1:
+        raise DownloadError(f"truncated media: data ends at {end:.2f} s of {duration:.2f} s declared")
     video = [s for s in decoded if s["type"] == "video" and not s.get("attached_pic")]
     audio = [s for s in decoded if s["type"] == "audio"]
     if duration is None:

@@ -14,6 +14,7 @@ from .errors import DownloadError
 
 _local = threading.local()
 _CHUNK = 1 << 16
+_CLOSED_EARLY = "connection closed before the whole body arrived"
 
 
 def _session(cfg: ReaderConfig) -> requests.Session:
@@ -80,12 +81,12 @@ def _get(url: str, cfg: ReaderConfig) -> bytes:
                     raise _Transient(f"download took longer than {4 * cfg.timeout:g} s")
             expected = r.headers.get("Content-Length")
             if expected and r.headers.get("Content-Encoding") is None and size != int(expected):
-                raise _Transient(f"connection closed after {size} of {expected} bytes")
+                raise _Transient(_CLOSED_EARLY)
             return b"".join(chunks)
     except (requests.Timeout, requests.ConnectionError) as e:
         raise _Transient(_describe(e)) from None
     except requests.exceptions.ChunkedEncodingError:
-        raise _Transient("connection broken while reading the body") from None
+        raise _Transient(_CLOSED_EARLY) from None
     except requests.RequestException as e:
         raise DownloadError(f"{type(e).__name__}: {str(e)[:120]}") from None
 

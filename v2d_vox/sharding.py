@@ -117,6 +117,14 @@ def _normalize(table: pa.Table, spec: TableSpec, url: str) -> pa.Table:
     return pa.table(cols)
 
 
+def _checked(batches: Iterator[pa.Table], url: str, fmt: str) -> Iterator[pa.Table]:
+    """A malformed table is the user's input error: say which file and why, once."""
+    try:
+        yield from batches
+    except (pa.ArrowInvalid, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{url}: cannot read as {fmt}: {str(e)[:200]}") from None
+
+
 def signature(urls: list[str], spec: TableSpec) -> str:
     h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
     for url in urls:
@@ -159,7 +167,7 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec)
         shard_id += 1
 
     for url, fmt in zip(urls, fmts):
-        for batch in read_batches(url, fmt):
+        for batch in _checked(read_batches(url, fmt), url, fmt):
             pending.append(_normalize(batch, spec, url))
             rows += batch.num_rows
             buffered = sum(t.num_rows for t in pending)
