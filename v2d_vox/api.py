@@ -70,8 +70,7 @@ def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessi
     summary = logger.summary(shard_ids, done)
     if fs.exists(f"{root}/{TMP}") and not fs.ls(f"{root}/{TMP}"):
         fs.rm(f"{root}/{TMP}", recursive=True)
-    if progress:
-        print(format_summary(summary), flush=True)
+    print(format_summary(summary), flush=True)
     return summary
 
 
@@ -120,7 +119,7 @@ def download(
         max_shard_retry: times a failed shard is retried.
         distributor: multiprocessing | pyspark | slurm; distributor_args go to it.
         enable_wandb, wandb_project: log per-shard stats and the summary to wandb.
-        progress: show progress bars and print the summary.
+        progress: show progress bars (the summary is printed either way).
     """
     _guard_spawn()
     if incremental_mode not in INCREMENTAL_MODES:
