@@ -70,6 +70,7 @@ def synthetic_dir(tmp_path_factory) -> Path:
 class _Handler(BaseHTTPRequestHandler):
     roots: list[Path] = []
     hits: dict[str, int] = {}
+    agents: set[str] = set()
     lock = threading.Lock()
 
     def log_message(self, *args):  # keep pytest output clean
@@ -95,6 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.lock:
             self.hits[self.path] = self.hits.get(self.path, 0) + 1
             hit = self.hits[self.path]
+            self.agents.add(self.headers.get("User-Agent", ""))
         if kind == "media":
             data = self._file(rest)
             return self._send(200, data, "video/mp4") if data is not None else self._send(404, b"not found")
@@ -128,6 +130,12 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "html-as-mp4":
             return self._send(200, b"<!doctype html><html><body>404</body></html>" * 20, "video/mp4")
         return self._send(404, b"<html>404</html>", "text/html")
+
+
+@pytest.fixture(scope="session")
+def server_log():
+    """Requests seen by the HTTP server: {"hits": {path: count}, "agents": {user agents}}."""
+    return {"hits": _Handler.hits, "agents": _Handler.agents}
 
 
 @pytest.fixture(scope="session")
