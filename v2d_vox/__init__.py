@@ -2,9 +2,9 @@
 
 __version__ = "0.1.0"
 
-from .api import download  # noqa: E402
+from .api import download, reprocess, scan  # noqa: E402  (functions; they shadow their submodules)
 
-__all__ = ["download", "__version__"]
+__all__ = ["download", "reprocess", "scan", "__version__"]
 
 
 def __getattr__(name: str):

@@ -13,6 +13,8 @@ from distributors import get as get_distributor
 from .config import INCREMENTAL_MODES, Job, ReaderConfig, load_config
 from .errors import ConfigError, V2DError
 from .logger import JobLogger, format_summary
+from .reprocess import reprocess as reprocess  # re-exported: the CLI and v2d_vox.reprocess
+from .scan import scan as scan
 from .sharding import INPUTS, TableSpec, shard_tables
 from .subsampler import Chain
 from .writers import TMP

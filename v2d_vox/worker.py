@@ -22,6 +22,7 @@ from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError
 from .plan import MediaPlan
 from .probe import probe
 from .reader import read
+from .reprocess import fetch_sample, tar_rows
 from .sample import Sample
 from .sharding import read_shard
 from .subsampler import Chain
@@ -106,6 +107,7 @@ def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window:
 
 SOURCES: dict[str, tuple[Callable[[Job, int], Iterable[Row]], Callable[[Job, Row], Sample]]] = {
     "table": (lambda job, shard_id: read_shard(job.output_folder, shard_id), fetch_row),
+    "shards": (tar_rows, fetch_sample),
 }
 
 
