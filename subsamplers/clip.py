@@ -1,0 +1,93 @@
+"""Cut a source into clips: explicit spans from the table's clip column and/or fixed windows.
+
+Spans (``sample.meta["clips"]``, ``[[start, end], ...]`` in seconds as VoxCeleb2 segments are) are
+clamped to the source; without them the whole source is one span. With ``clip_seconds`` each span is
+tiled with windows of that length every ``stride`` seconds; ``last`` says what to do with a tail
+shorter than a window: ``drop`` it, ``keep`` it short, or ``fit`` a full window ending at the span's
+end (shifted back, overlapping the previous one); ``min_seconds`` drops clips shorter than that.
+A source where no clip fits is ``filtered`` with the reason: too short is a property of the content,
+not a processing failure. The cuts are exact (the one ffmpeg pass re-encodes and trims both streams
+at the same times)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from v2d_vox.errors import Filtered, SubsampleError
+from v2d_vox.plan import MediaPlan
+from v2d_vox.sample import Sample
+from v2d_vox.subsampler import Subsampler, register
+
+LAST = ("drop", "keep", "fit")
+EPS = 1e-3  # seconds: float noise in durations and strides
+
+
+def parse_spans(value: Any) -> list[tuple[float, float]]:
+    """``"[[0, 2.5], [3, 5]]"`` or a list of pairs -> [(0.0, 2.5), (3.0, 5.0)]."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    try:
+        return [(float(s), float(e)) for s, e in value]
+    except (TypeError, ValueError) as e:
+        raise SubsampleError(f"bad clip spans {str(value)[:80]!r}: expected [[start, end], ...]") from e
+
+
+def source_duration(info: dict[str, Any]) -> float:
+    """The span both streams cover: the shortest of the container and stream durations."""
+    candidates = [info.get("duration")] + [(info.get(k) or {}).get("duration") for k in ("video", "audio")]
+    known = [d for d in candidates if d]
+    if not known:
+        raise SubsampleError("source duration unknown: cannot place clips")
+    return min(known)
+
+
+def windows(start: float, end: float, length: float, stride: float, last: str) -> list[tuple[float, float]]:
+    out = []
+    t = start
+    while t + length <= end + EPS:
+        out.append((t, min(t + length, end)))
+        t += stride
+    if t < end - EPS:  # a tail no full window covers
+        if last == "keep":
+            out.append((t, end))
+        elif last == "fit" and end - start >= length - EPS and (not out or out[-1][1] < end - EPS):
+            out.append((max(start, end - length), end))
+    return [(round(s, 6), round(e, 6)) for s, e in out]
+
+
+@register("clip")
+@dataclass
+class Clip(Subsampler):
+    stage = "media"
+    clip_seconds: float | None = None  # None: the spans themselves are the clips
+    stride: float | None = None  # default: clip_seconds (back to back)
+    last: str = "drop"
+    max_clips: int | None = None
+    min_seconds: float = 0.0  # drop shorter clips (a kept tail, a short span)
+    use_clip_col: bool = True  # cut inside sample.meta["clips"] when the table has a clip column
+
+    def __post_init__(self):
+        if self.clip_seconds is not None and self.clip_seconds <= 0:
+            raise ValueError(f"clip_seconds must be > 0, got {self.clip_seconds}")
+        if self.stride is not None and self.stride <= 0:
+            raise ValueError(f"stride must be > 0, got {self.stride}")
+        if self.last not in LAST:
+            raise ValueError(f"last={self.last!r}; choose one of {LAST}")
+        if self.max_clips is not None and self.max_clips < 1:
+            raise ValueError(f"max_clips must be >= 1, got {self.max_clips}")
+
+    def plan(self, plan: MediaPlan, sample: Sample) -> None:
+        duration = source_duration(sample.meta["probe"])
+        given = self.use_clip_col and sample.meta.get("clips") not in (None, "", "[]")
+        spans = parse_spans(sample.meta["clips"]) if given else [(0.0, duration)]
+        spans = [(max(0.0, s), min(e, duration)) for s, e in spans]
+        if self.clip_seconds is not None:
+            stride = self.stride or self.clip_seconds
+            spans = [w for s, e in spans for w in windows(s, e, self.clip_seconds, stride, self.last)]
+        spans = [(s, e) for s, e in spans if e - s > max(EPS, self.min_seconds - EPS)]
+        if not spans:
+            need = f"clip_seconds {self.clip_seconds}" if self.clip_seconds else "a clip span inside it"
+            raise Filtered(f"no clip fits: duration {duration:.2f} s, needs {need}")
+        plan.spans = spans[: self.max_clips]
