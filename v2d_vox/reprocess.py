@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import fsspec
 
@@ -21,7 +21,7 @@ from .errors import ConfigError, DownloadError
 from .probe import probe
 from .sample import MEDIA_EXTS, Sample, check_key
 from .shards import Members, check_not_inputs, list_shards, read_tar, shard_ids
-from .subsampler import Chain, Stage, Subsampler, register
+from .subsampler import Chain, Subsampler, register
 
 PROVENANCE = "reprocess"
 
@@ -53,7 +53,7 @@ def fetch_sample(job: Job, row: TarRow) -> Sample:
     if sample.media_ext is None:
         raise DownloadError(f"no media member (has {', '.join(sorted(files)) or 'nothing'})")
     sample.meta["probe"] = probe(sample.media)
-    step = {"source_shard": row["source_shard"], "subsamplers": job.subsamplers, "v2d_vox_version": __version__}
+    step = {"source_shard": row["source_shard"], "subsamplers": job.subsamplers, "version": __version__}
     sample.meta[PROVENANCE] = [*sample.meta.get(PROVENANCE, []), step]
     return sample
 
@@ -63,7 +63,7 @@ def fetch_sample(job: Job, row: TarRow) -> Sample:
 class DropMedia(Subsampler):
     """Last step of a metadata-only pass: outputs keep their json (and txt), not media or arrays."""
 
-    stage: ClassVar[Stage] = "array"
+    stage = "array"
 
     def apply(self, sample: Sample) -> None:
         sample.files = {ext: data for ext, data in sample.files.items()

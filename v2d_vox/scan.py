@@ -114,8 +114,8 @@ def flag_duplicates(records: list[Record]) -> None:
     first: dict[str, Record] = {}
     for r in records:
         if r["key"] in first:
-            seen = first[r["key"]]
-            r["reasons"].append(f"duplicate key: first in {seen['shard'].rsplit('/', 1)[-1]} #{seen['index']}")
+            shard, index = first[r["key"]]["shard"].rsplit("/", 1)[-1], first[r["key"]]["index"]
+            r["reasons"].append(f"duplicate key: first in {shard} #{index}")
         else:
             first[r["key"]] = r
 
@@ -158,7 +158,8 @@ def _write_report(folder: str, summary: dict[str, Any], bad: list[Record]) -> No
     fs.makedirs(root, exist_ok=True)
     schema = pa.schema([("shard", pa.string()), ("index", pa.int64()), ("key", pa.string()),
                         ("reasons", pa.list_(pa.string())), ("audio_duration", pa.float64()),
-                        ("video_duration", pa.float64()), ("identity", pa.string()), ("video_id", pa.string())])
+                        ("video_duration", pa.float64()), ("identity", pa.string()),
+                        ("video_id", pa.string())])
     with fs.open(f"{root}/bad_samples.parquet", "wb") as f:
         pq.write_table(pa.Table.from_pylist(bad, schema=schema), f)
     with fs.open(f"{root}/summary.json", "w") as f:
@@ -229,9 +230,10 @@ def scan(
     if identity_field:
         flag_identities(records)
     bad = [r for r in records if r["reasons"]]
+    categories = Counter(reason.split(":", 1)[0] for r in bad for reason in r["reasons"])
     summary: dict[str, Any] = {
         "shards": len(urls), "shards_failed": failed, "samples": len(records), "bad_samples": len(bad),
-        "reasons": dict(Counter(reason.split(":", 1)[0] for r in bad for reason in r["reasons"]).most_common()),
+        "reasons": dict(categories.most_common()),
         "checks": asdict(checks), "wall_seconds": round(time.time() - start, 2),
     }
     if identity_field:
