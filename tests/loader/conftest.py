@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -128,7 +129,8 @@ def corrupt_shards(tmp_path_factory) -> tuple[list[str], int]:
            {"__key__": "corrupt_h264_00000", "mp4": (DATA / "decord__corrupted.mp4").read_bytes()[:20000]}]
     first = write_shard(root / "00000.tar", good[:2] + bad[:2] + good[2:5] + bad[2:])
     full = Path(write_shard(root / "full.tar", good[5:]))
+    with tarfile.open(full) as tar:
+        cut = tar.getmember("g9_00000.mp4").offset_data + 700
     second = root / "00001.tar"
-    data = full.read_bytes()
-    second.write_bytes(data[: len(data) - 1024 * 3 - len(good[9]["mp4"]) // 2])
+    second.write_bytes(full.read_bytes()[:cut])
     return [first, str(second)], 9

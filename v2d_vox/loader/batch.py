@@ -27,7 +27,8 @@ def _time_dim(name: str) -> int:
 
 def collate(samples: list[dict], sizes: Sizes) -> dict:
     """Samples -> batch: stacked ``video`` (B, T, C, H, W), ``audio`` (B, N), ``mel`` (B, M, F), each with a
-    bool ``{field}_mask`` (B, length); ``label`` (B,) int64 (-1 if unknown); lists of keys, metadata and
+    bool ``{field}_mask`` (B, length) that is False on padding and for samples lacking the field (audio-only
+    samples in a video batch); ``label`` (B,) int64 (-1 if unknown); lists of keys, metadata and
     ``__ids__`` ((url, index) pairs, which the loader uses to track progress)."""
     batch: dict = {
         "__key__": [s["__key__"] for s in samples],
@@ -36,10 +37,12 @@ def collate(samples: list[dict], sizes: Sizes) -> dict:
         "label": torch.tensor([s.get("label", -1) for s in samples], dtype=torch.int64),
     }
     for name, length in sizes.items():
-        if not all(name in s for s in samples):
+        present = [s[name] for s in samples if name in s]
+        if not present:
             continue
         dim = _time_dim(name)
-        fitted = [fit(s[name], length, dim) for s in samples]
+        empty = present[0].narrow(dim, 0, 0)  # a sample without this field: all padding, mask all False
+        fitted = [fit(s.get(name, empty), length, dim) for s in samples]
         batch[name] = torch.stack([x for x, _ in fitted])
         valid = torch.tensor([n for _, n in fitted])
         batch[f"{name}_mask"] = torch.arange(length)[None, :] < valid[:, None]
@@ -55,9 +58,10 @@ def collate_triplets(items: list[dict], sizes: Sizes) -> dict:
 
 def batched(
     src: Iterable[dict], batch_size: int, collate_fn: Callable[[list[dict]], dict], stats: LoaderStats,
-    partial: bool = True,
+    partial: bool = True, origin: tuple[int, int] = (0, 0),
 ) -> Iterator[dict]:
-    """Stage: group into batches, attaching the worker's stats delta to each (see ``state``).
+    """Stage: group into batches, attaching the worker's stats delta to each (see ``state``) and
+    ``__origin__``, the (rank, worker) that made it.
 
     After the last batch a stats-only item ``{"__stats__": ...}`` carries what happened after it.
     """
@@ -65,10 +69,10 @@ def batched(
     for item in src:
         items.append(item)
         if len(items) == batch_size:
-            yield {**collate_fn(items), "__stats__": stats.take()}
+            yield {**collate_fn(items), "__origin__": origin, "__stats__": stats.take()}
             items = []
     if items and partial:
-        yield {**collate_fn(items), "__stats__": stats.take()}
+        yield {**collate_fn(items), "__origin__": origin, "__stats__": stats.take()}
     elif items:
         for item in items:
             stats.drop(item.get("anchor", item), "partial_batch")

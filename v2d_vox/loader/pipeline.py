@@ -96,6 +96,9 @@ def skip_consumed(src: Iterable[dict], progress: Progress) -> Iterator[dict]:
 
 def shuffle(src: Iterable, size: int, rng: random.Random) -> Iterator:
     """Stage: a shuffle buffer of ``size`` items (each item leaves at a random time after it enters)."""
+    if size <= 1:
+        yield from src
+        return
     buf: list = []
     for item in src:
         if len(buf) < size:
@@ -175,7 +178,7 @@ class ClipDataset(wds.DataPipeline):
             partial(map_transforms, transforms=cfg.transforms, g=g),
             *pairing,
             partial(batched, batch_size=cfg.batch_size, collate_fn=collate_fn, stats=self.stats,
-                    partial=cfg.partial),
+                    partial=cfg.partial, origin=(rank, worker)),
         ]
 
     def iterator1(self) -> Iterator[dict]:
@@ -256,6 +259,8 @@ class Loader(wds.WebLoader):
                     progress.sizes.update(delta["shard_sizes"])
             if "__ids__" not in batch:
                 continue
+            batch["__origin__"] = tuple(batch["__origin__"])  # the DataLoader's conversion makes lists of tuples
+            batch["__ids__"] = [tuple(i) for i in batch["__ids__"]]
             if finite:
                 for ident in batch["__ids__"]:
                     progress.add(ident)

@@ -2,7 +2,8 @@
 
 Each transform is ``t(x, g=None) -> x``: ``x`` has any leading batch dimensions (a sample's clip or a
 whole batch), ``g`` is an optional ``torch.Generator`` on ``x``'s device for reproducible randomness.
-Video is (..., T, C, H, W) (uint8 or float), audio (..., samples), spectrograms (..., freq, time).
+Video is (..., T, C, H, W), uint8 or float in [0, 1] (video corruptions clamp to that range, so apply
+them before ``Normalize``); audio is (..., samples), spectrograms (..., freq, time).
 Random transforms draw independently for every item in the leading dimensions.
 """
 
@@ -29,8 +30,9 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def _like(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Return ``y`` (float in [0, 1] for uint8 input) in ``x``'s dtype, so corruptions keep uint8 cheap."""
-    return (y.clamp(0, 1) * 255.0).round().to(torch.uint8) if x.dtype == torch.uint8 else y
+    """Clamp ``y`` to [0, 1] and return it in ``x``'s dtype, so corruptions keep uint8 video cheap."""
+    y = y.clamp(0, 1)
+    return (y * 255.0).round().to(torch.uint8) if x.dtype == torch.uint8 else y
 
 
 class Compose:

@@ -1,0 +1,103 @@
+"""The loader end to end: batches, node/worker splitting, fault tolerance, labels, devices, epochs."""
+
+import json
+import time
+from collections import Counter
+
+import pytest
+import torch
+
+from v2d_vox.loader import Normalize, build_label_map, make_dataset, make_loader
+
+
+def ids_of(batches):
+    return [tuple(i) for b in batches for i in b["__ids__"]]
+
+
+def test_batches_from_two_workers(identity_shards):
+    labels = build_label_map(identity_shards)
+    assert labels == {"id0": 0, "id1": 1, "id2": 2, "id3": 3}
+    loader = make_loader(identity_shards, batch_size=5, clip_seconds=0.8, size=32, num_workers=2,
+                         label_map=labels, shuffle_buffer=4)
+    batches = list(loader)
+    assert Counter(b["__origin__"][1] for b in batches).keys() == {0, 1}
+    b = batches[0]
+    assert b["video"].shape == (5, 20, 3, 32, 32) and b["video"].dtype == torch.uint8
+    assert b["audio"].shape == (5, 12800) and b["audio"].dtype == torch.float32
+    assert b["video_mask"].all() and b["audio_mask"].all()
+    assert b["label"].tolist() == [labels[m["identity"]] for m in b["json"]]
+    assert sorted(ids_of(batches)) == sorted(set(ids_of(batches))) and len(ids_of(batches)) == 24
+    assert loader.stats.skipped == 0
+
+
+def test_two_ranks_times_two_workers_see_disjoint_shards(many_shards):
+    seen = {}
+    for rank in range(2):
+        loader = make_loader(many_shards, batch_size=3, num_workers=2, rank=rank, world_size=2, video=False,
+                             clip_seconds=0.2, shuffle_buffer=1, seed=5)
+        for batch in loader:
+            seen.setdefault(batch["__origin__"], set()).update(url for url, _ in batch["__ids__"])
+    assert set(seen) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    parts = list(seen.values())
+    assert all(parts) and sum(map(len, parts)) == len(many_shards) == len(set().union(*parts))
+
+
+def test_rank_from_environment(many_shards, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    loader = make_loader(many_shards, batch_size=3, num_workers=0, video=False, clip_seconds=0.2, seed=5)
+    assert {b["__origin__"] for b in loader} == {(1, 0)}
+    assert len(ids_of(loader)) == 12  # 4 of the 12 shards, 3 samples each
+
+
+def test_corrupt_samples_and_truncated_tar_are_skipped_and_counted(corrupt_shards, monkeypatch):
+    urls, n_good = corrupt_shards
+    monkeypatch.setattr(time, "sleep", lambda s: pytest.fail("the loader must not sleep on errors"))
+    loader = make_loader(urls, batch_size=4, clip_seconds=0.4, size=32, num_workers=0)
+    keys = [k for b in loader for k in b["__key__"]]
+    assert sorted(keys) == sorted(f"g{i}_00000" for i in range(n_good))
+    assert loader.stats.counts == {"decode_errors": 3, "shard_errors": 1}
+    assert any("shard_errors" in e for e in loader.stats.errors)
+
+
+def test_counts_are_aggregated_across_worker_processes(corrupt_shards):
+    urls, n_good = corrupt_shards
+    loader = make_loader(urls * 2, batch_size=4, clip_seconds=0.4, size=32, num_workers=2)
+    keys = [k for b in loader for k in b["__key__"]]
+    assert len(keys) == 2 * n_good
+    assert loader.stats.counts == {"decode_errors": 6, "shard_errors": 2}
+
+
+@pytest.mark.filterwarnings("ignore:.pin_memory.:UserWarning")
+def test_device_transfer_and_batch_transforms(identity_shards):
+    loader = make_loader(identity_shards[:1], batch_size=2, clip_seconds=0.4, size=16, num_workers=0,
+                         device="cpu", pin_memory=True, batch_transforms={"video": Normalize([0.5] * 3, [0.5] * 3)})
+    batch = next(iter(loader))
+    assert batch["video"].dtype == torch.float32 and batch["video"].device.type == "cpu"
+    assert batch["video"].min() >= -1.0 and batch["video"].max() <= 1.0
+
+
+def test_resampled_with_epoch_is_infinite_but_cut_and_varies(many_shards):
+    loader = make_loader(many_shards, batch_size=2, num_workers=2, video=False, clip_seconds=0.2,
+                         resampled=True, epoch_batches=5)
+    first, second = ids_of(loader), ids_of(loader)
+    assert len(first) == len(second) == 10
+    assert first != second  # each epoch draws afresh
+    assert loader.progress.epoch == 1
+
+
+def test_finite_epochs_reshuffle_and_cover_everything(many_shards):
+    loader = make_loader(many_shards, batch_size=4, num_workers=2, video=False, clip_seconds=0.2, seed=1)
+    first, second = ids_of(loader), ids_of(loader)
+    assert sorted(first) == sorted(second) and len(set(first)) == 36
+    assert first != second and loader.progress.epoch == 2
+
+
+def test_dataset_is_a_webdataset_pipeline(many_shards):
+    import webdataset as wds
+
+    dataset = make_dataset(many_shards[0], batch_size=3, video=False, clip_seconds=0.2)
+    assert isinstance(dataset, wds.DataPipeline) and isinstance(make_loader(many_shards), wds.WebLoader)
+    items = list(dataset)
+    assert [len(i["__key__"]) for i in items] == [3]
+    assert json.loads(json.dumps(items[0]["json"]))[0]["identity"].startswith("spk")
