@@ -1,5 +1,5 @@
 """Built-in subsamplers. Importing this package registers them (see v2d_vox.subsampler)."""
 
-from . import clip, filters, resample, streams
+from . import clip, filters, resample, spectrogram, streams
 
-__all__ = ["clip", "filters", "resample", "streams"]
+__all__ = ["clip", "filters", "resample", "spectrogram", "streams"]

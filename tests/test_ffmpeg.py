@@ -1,0 +1,264 @@
+"""The fused ffmpeg pass on real media: exact clips, resampling, stream choice, odd inputs, safety."""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import av
+import pytest
+from subsample_media import stream_types, streams
+
+from v2d_vox import ffmpeg as vf
+from v2d_vox.errors import SampleError, SubsampleError
+from v2d_vox.plan import MediaPlan, Mix
+from v2d_vox.probe import probe
+from v2d_vox.sample import Sample
+from v2d_vox.subsampler import Chain
+from v2d_vox.worker import run_chain
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "media"
+TALK = DATA / "pc-avs__Pose_Source_517600055.mp4"  # 4.54 s, 224x224@25, aac 16 kHz mono
+SHORT = DATA / "imageio__realshort.mp4"  # 1.2 s, 320x240@30, aac 48 kHz
+WAV = DATA / "lhotse__LJ002-0020.wav"  # 1.54 s, 22.05 kHz mono
+FRAME = 1 / 25
+VOX = [{"name": "clip", "clip_seconds": 2.0}, {"name": "resample_video", "fps": 25, "width": 224, "height": 224,
+                                               "mode": "crop"},
+       {"name": "resample_audio", "sample_rate": 16000, "channels": 1}]
+
+
+def load(path: Path, **meta) -> Sample:
+    data = path.read_bytes()
+    info = probe(data)
+    return Sample(path.stem, {info["ext"]: data, "txt": b"caption"}, {"probe": info, **meta})
+
+
+def run(path: Path, specs: list[dict], **meta) -> list[Sample]:
+    return run_chain(Chain.from_specs(specs), load(path, **meta))
+
+
+def shared(name: str) -> Path:
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+def assert_synced(info: dict, seconds: float, fps: float = 25, rate: int = 16000):
+    v, a = info["video"], info["audio"]
+    assert abs(v["duration"] - seconds) <= 1 / fps + 1e-6 and v["frames"] == round(seconds * fps)
+    assert abs(a["duration"] - v["duration"]) <= 0.040
+    assert v["fps"] == fps and a["sample_rate"] == rate
+
+
+def test_fixed_clips_exact_synced_with_provenance():
+    outs = run(TALK, VOX)
+    assert [o.key for o in outs] == ["pc-avs__Pose_Source_517600055_00000", "pc-avs__Pose_Source_517600055_00001"]
+    for i, out in enumerate(outs):
+        assert sorted(out.files) == ["mp4", "txt"]
+        info = streams(out.files["mp4"])
+        assert_synced(info, 2.0)
+        assert (info["video"]["width"], info["video"]["height"], info["audio"]["channels"]) == (224, 224, 1)
+        meta = out.meta
+        assert (meta["source_key"], meta["clip_index"], meta["span"]) == (TALK.stem, i, [2.0 * i, 2.0 * i + 2])
+        assert [s["name"] for s in meta["subsamplers"]] == ["clip", "resample_video", "resample_audio"]
+        assert meta["subsamplers"][0]["clip_seconds"] == 2.0 and meta["probe"]["duration"] == 4.48
+
+
+def test_spans_from_clip_column_and_keyframe_every_second():
+    outs = run(TALK, [{"name": "clip"}, {"name": "resample_audio", "sample_rate": 16000}],
+               clips="[[0.52, 1.72], [2, 4.4]]")
+    assert [o.meta["span"] for o in outs] == [[0.52, 1.72], [2.0, 4.4]]
+    for out, seconds in zip(outs, (1.2, 2.4)):
+        assert_synced(streams(out.files["mp4"]), seconds)
+    with av.open(io.BytesIO(outs[1].files["mp4"])) as c:
+        keys = [round(float(p.pts * p.time_base), 2) for p in c.demux(video=0) if p.is_keyframe]
+    assert keys == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("args, size", [
+    ({"short_side": 120}, (160, 120)),
+    ({"width": 224, "height": 224, "mode": "scale"}, (224, 224)),
+    ({"width": 200, "height": 100, "mode": "crop"}, (200, 100)),
+    ({"width": 224, "height": 224, "mode": "pad"}, (224, 224)),
+])
+def test_resample_video_size_modes(args, size):
+    [out] = run(SHORT, [{"name": "resample_video", "fps": 10, **args}])
+    info = streams(out.files["mp4"])
+    assert (info["video"]["width"], info["video"]["height"], info["video"]["fps"]) == (*size, 10)
+    assert info["audio"]["sample_rate"] == 48000  # audio kept as it was
+    assert out.key == SHORT.stem and "span" not in out.meta
+
+
+@pytest.mark.parametrize("fmt", ["m4a", "flac", "wav", "opus"])
+def test_separate_audio_member(fmt):
+    [out] = run(SHORT, [{"name": "resample_audio", "sample_rate": 16000, "channels": 1, "format": fmt,
+                         "separate": True}])
+    assert sorted(out.files) == sorted(["mp4", fmt, "txt"])
+    assert stream_types(out.files["mp4"]) == ["video"]
+    audio = streams(out.files[fmt])["audio"]
+    assert (audio["sample_rate"], audio["channels"]) == (48000 if fmt == "opus" else 16000, 1)  # opus decodes at 48k
+    assert abs(audio["duration"] - 1.17) < 0.05
+
+
+def test_audio_only_source_gives_audio_only_clips():
+    outs = run(WAV, [{"name": "clip", "clip_seconds": 0.5}] + VOX[1:])
+    assert [sorted(o.files) for o in outs] == [["m4a", "txt"]] * 3
+    for out in outs:
+        audio = streams(out.files["m4a"])["audio"]
+        assert abs(audio["duration"] - 0.5) < 0.01 and audio["sample_rate"] == 16000
+
+
+def test_streams_video_false_and_flac_format():
+    [out] = run(TALK, [{"name": "streams", "video": False}, {"name": "resample_audio", "format": "flac"}])
+    assert sorted(out.files) == ["flac", "txt"] and stream_types(out.files["flac"]) == ["audio"]
+    with pytest.raises(SubsampleError, match="no audio stream to keep"):
+        run(DATA / "pyscenedetect__delayed_start.mp4", [{"name": "streams", "video": False}])
+
+
+def test_silent_video_with_late_start():
+    """No audio and a stream start of 1.075 s (edit list): video-only clips, never a crash."""
+    outs = run(DATA / "pyscenedetect__delayed_start.mp4", [{"name": "clip", "clip_seconds": 0.5}])
+    assert outs and all(stream_types(o.files["mp4"]) == ["video"] for o in outs)
+
+
+def test_rotated_source_uses_display_size(tmp_path):
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run([vf.ffmpeg_exe(), "-loglevel", "error", "-display_rotation", "90", "-i", str(SHORT),
+                    "-c", "copy", str(rotated)], check=True)
+    [out] = run(rotated, [{"name": "resample_video", "short_side": 120}])
+    info = streams(out.files["mp4"])["video"]
+    assert (info["width"], info["height"]) == (120, 160)
+
+
+def test_moov_at_end_is_read(tmp_path):
+    """An mp4 with its index at the end cannot be read from a pipe; the seekable fd input can."""
+    moov_end = tmp_path / "moov_end.mp4"
+    subprocess.run([vf.ffmpeg_exe(), "-loglevel", "error", "-i", str(TALK), "-c", "copy", str(moov_end)],
+                   check=True)
+    data = moov_end.read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat")
+    outs = run(moov_end, VOX)
+    assert len(outs) == 2
+
+
+def test_multi_stream_picks_first_video_and_audio():
+    outs = run(shared("video/torchcodec__nasa_13013.mp4"), [{"name": "clip", "clip_seconds": 2, "max_clips": 1}])
+    info = streams(outs[0].files["mp4"])
+    assert stream_types(outs[0].files["mp4"]) == ["video", "audio"]  # no second video, no subtitles
+    assert (info["video"]["width"], info["audio"]["sample_rate"]) == (320, 8000)
+
+
+def test_vfr_source_becomes_constant_rate():
+    outs = run(shared("odd/pyscenedetect__goldeneye-vfr-drop3.mp4"),
+               [{"name": "clip", "clip_seconds": 2, "max_clips": 2}, {"name": "resample_video", "fps": 25,
+                                                                     "short_side": 128}])
+    for out in outs:
+        v = streams(out.files["mp4"])["video"]
+        assert v["frames"] == 50 and v["fps"] == 25 and (v["width"], v["height"]) == (302, 128)
+
+
+def test_cover_art_mp3_is_audio_only():
+    outs = run(shared("odd/moviepy__with-attached-pic.mp3"), VOX[1:])
+    assert [sorted(o.files) for o in outs] == [["m4a", "txt"]]
+
+
+def test_avi_and_mkv_opus_clips_stay_in_sync():
+    for name in ("video/mmaction2__tests_data_test.avi", "video/decord__flipping_a_pancake.mkv"):
+        outs = run(shared(name), VOX, clips="[[0, 2], [4.5, 6.5]]")
+        for out in outs:
+            assert_synced(streams(out.files["mp4"]), 2.0)
+
+
+def test_per_clip_filters_and_noise_mix():
+    """The hooks a corruption step uses: per-clip filter strings and an extra (looped) noise input."""
+    noise = (DATA / "tflite-micro-speech__no_1000ms.wav").read_bytes()
+    plan = MediaPlan(spans=[(0.0, 2.0), (2.0, 4.0)], audio={"sample_rate": 16000},
+                     clip_video_filters={1: ["hflip", "eq=brightness=0.2"]}, clip_audio_filters={0: ["volume=0.5"]},
+                     extra_audio=[noise], mix={1: Mix(0, gain_db=-6)})
+    outs = vf.run_plan(plan, load(TALK))
+    for out in outs:
+        assert_synced(streams(out.files["mp4"]), 2.0)  # the 1 s noise is looped under the 2 s clip
+
+
+def shm_dirs() -> set[str]:
+    return set(glob.glob(os.path.join("/dev/shm", "v2d_vox_*"))) | set(
+        glob.glob(os.path.join(tempfile.gettempdir(), "v2d_vox_*")))
+
+
+def test_failure_message_is_clean_and_temp_files_removed():
+    before = shm_dirs()
+    with pytest.raises(SubsampleError) as e:
+        vf.run_plan(MediaPlan(video_filters=["nosuchfilter=1"]), load(TALK))
+    msg = str(e.value)
+    assert msg.startswith("ffmpeg failed") and "nosuchfilter" in msg
+    assert "/" not in msg.replace("/libx264", "") and "0x" not in msg
+    assert shm_dirs() == before
+
+
+def test_timeout_kills_ffmpeg_and_cleans_up():
+    before = shm_dirs()
+    with pytest.raises(SubsampleError, match=r"ffmpeg timed out after 0.01 s \(killed\)"):
+        vf.run_plan(MediaPlan(spans=[(0.0, 2.0)], timeout=0.01), load(TALK))
+    assert shm_dirs() == before
+
+
+def test_corrupted_or_broken_inputs_end_with_a_status():
+    for path in (DATA / "decord__corrupted.mp4", shared("odd/moviepy__no_duration.webm")):
+        try:
+            outs = run(path, VOX)
+        except SampleError as e:
+            assert e.status in ("failed_to_subsample", "filtered") and str(e)
+        else:
+            assert all(o.files["mp4"] for o in outs)
+
+
+def test_inputs_may_only_use_the_fd_protocol(tmp_path):
+    """Every input is ``-protocol_whitelist fd``: a playlist naming a local file cannot make ffmpeg read it."""
+    args, _ = vf.compile_plan(MediaPlan(spans=[(0, 1)], extra_audio=[b""], mix={0: Mix(0)}),
+                              probe(TALK.read_bytes()), [3, 4])
+    inputs = [i for i, a in enumerate(args) if a == "-i"]
+    assert len(inputs) == 2 and all(args[i + 1] == "fd:" for i in inputs)
+    assert args.count("-protocol_whitelist") == 2 and args.count("fd") == 2
+    segment = tmp_path / "seg.ts"
+    subprocess.run([vf.ffmpeg_exe(), "-loglevel", "error", "-i", str(TALK), "-c", "copy", str(segment)], check=True)
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:5\n#EXTINF:4.5,\nfile:{segment}\n#EXT-X-ENDLIST\n".encode()
+
+    def read_playlist(whitelist: str) -> int:
+        with tempfile.TemporaryFile() as f:
+            f.write(playlist)
+            f.flush()
+            f.seek(0)
+            cmd = [vf.ffmpeg_exe(), "-loglevel", "quiet", "-protocol_whitelist", whitelist, "-f", "hls",
+                   "-fd", str(f.fileno()), "-i", "fd:", "-f", "null", "-"]
+            return subprocess.run(cmd, pass_fds=(f.fileno(),)).returncode
+
+    assert read_playlist("fd,file") == 0  # the file would be read...
+    assert read_playlist("fd") != 0  # ...but not with the whitelist run_plan uses
+
+
+def test_one_ffmpeg_process_per_source(tmp_path, monkeypatch):
+    """clip + resample video + resample audio into a separate member: 3 clips x 2 files, one ffmpeg."""
+    log = tmp_path / "calls.log"
+    wrapper = tmp_path / "bin" / "ffmpeg"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {vf.ffmpeg_exe()} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    vf.ffmpeg_exe.cache_clear()
+    try:
+        assert vf.ffmpeg_exe() == str(wrapper)
+        outs = run(shared("video/pc-avs__Audio_Source_00015.mp4"),
+                   [{"name": "clip", "clip_seconds": 2}, {"name": "resample_video", "fps": 25, "short_side": 112},
+                    {"name": "resample_audio", "sample_rate": 16000, "format": "flac", "separate": True}])
+    finally:
+        vf.ffmpeg_exe.cache_clear()
+    assert [sorted(o.files) for o in outs] == [["flac", "mp4", "txt"]] * 3
+    calls = [line for line in log.read_text().splitlines() if " -i " in f" {line} "]
+    assert len(calls) == 1
