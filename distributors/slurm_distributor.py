@@ -1,0 +1,192 @@
+"""Slurm: one ``sbatch`` array job per attempt, one array task per group of ``shards_per_task`` shards.
+
+Why a plain sbatch script and not submitit:
+- submitit watches its jobs with ``sacct``, which needs Slurm accounting (slurmdbd); many small clusters
+  (and ours in CI) run without it. This driver needs only ``sbatch``, ``scontrol`` and ``scancel``.
+- The task is a readable shell script (kept as ``LOGS/JOBID.sbatch``) that runs
+  ``python -m distributors.slurm_distributor OUTPUT SHARD...``: no pickles, so a task can be rerun by
+  hand, and it rebuilds the Job from ``_job.json`` like every other distributor's workers.
+- An array gives one job id for the run, ``%N`` throttling and ``scancel JOBID_TASK`` for free.
+
+A job that leaves the queue has not necessarily succeeded (video2dataset only waits for the queue to
+empty). Here a shard is done iff its ``_stats.json`` exists; a task's state (``scontrol show job``) and
+exit code (``JOBID_TASK.exit``, written by the script) only explain why a shard is missing. Missing
+shards are resubmitted as a new array up to ``max_shard_retry`` times, then reported as failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from tqdm import tqdm
+
+from v2d_vox.config import Job
+from v2d_vox.errors import ConfigError
+from v2d_vox.worker import process_shard
+
+# Job states in which a task may still write its shard; any other state is final.
+ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "RESIZING",
+          "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
+
+
+def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], None], *,
+        max_shard_retry: int = 1, shards_per_task: int = 1, max_parallel: int | None = None,
+        job_name: str = "v2d_vox", log_folder: str | None = None, venv: str | None = None,
+        conda_env: str | None = None, setup: str | Sequence[str] = (), python: str | None = None,
+        sbatch_args: Sequence[str] = (), poll_seconds: float = 5.0, progress: bool = True,
+        **sbatch_options: Any) -> list[int]:
+    """Submit, wait, resubmit the missing shards; return the shards still missing.
+
+    Any other keyword is an sbatch long option: ``partition``, ``account``, ``time``, ``cpus_per_task``,
+    ``mem``, ``constraint``, ``exclude``, ``nodelist``, ``qos``, ``gres`` ... (``True`` gives a bare flag).
+    ``venv`` (a path), ``conda_env`` (a name) or ``setup`` (raw shell lines) prepare the task's
+    environment; the task runs ``python`` from it, else ``sys.executable``. It also inherits the
+    submitting shell's environment and working directory, so relative paths mean the same there.
+    """
+    if shards_per_task < 1:
+        raise ConfigError(f"shards_per_task must be >= 1, got {shards_per_task}")
+    fs, root = fsspec.core.url_to_fs(job.output_folder)
+    if log_folder is None and not isinstance(fs, LocalFileSystem):
+        raise ConfigError("the output folder is remote: pass distributor_args={'log_folder': <shared path>}")
+    logs = Path(log_folder or f"{root}/_slurm").absolute()
+    logs.mkdir(parents=True, exist_ok=True)
+    setup = [setup] if isinstance(setup, str) else list(setup)
+    if venv:
+        setup.insert(0, f"source {shlex.quote(venv)}/bin/activate")
+    if conda_env:
+        setup[:0] = ['eval "$(conda shell.bash hook)"', f"conda activate {shlex.quote(conda_env)}"]
+    python = python or ("python" if venv or conda_env else sys.executable)
+    options = {"job-name": job_name, "output": f"{logs}/%A_%a.out", "chdir": os.getcwd(),
+               **{k.replace("_", "-"): v for k, v in sbatch_options.items() if v is not None}}
+
+    todo = list(shard_ids)
+    bar = tqdm(total=len(todo), desc="shards", unit="shard", disable=not progress)
+    try:
+        for attempt in range(max_shard_retry + 1):
+            groups = [todo[i:i + shards_per_task] for i in range(0, len(todo), shards_per_task)]
+            array = f"0-{len(groups) - 1}" + (f"%{max_parallel}" if max_parallel else "")
+            script = _script(job.output_folder, groups, logs, {**options, "array": array},
+                             sbatch_args, setup, python)
+            job_id = _submit(script, logs)
+            tqdm.write(f"slurm: array job {job_id}, {len(groups)} task(s) for {len(todo)} shard(s), "
+                       f"attempt {attempt + 1}/{max_shard_retry + 1}; logs in {logs}")
+            try:
+                _wait(job_id, len(groups), set(todo), fs, root, logs, on_shard, bar, poll_seconds)
+            except KeyboardInterrupt:
+                subprocess.run(["scancel", job_id], check=False)
+                raise
+            done = _done(fs, root)
+            todo = [s for s in todo if s not in done]
+            states = _task_states(job_id) or {} if todo else {}
+            for i, group in enumerate(groups):
+                if set(group) & set(todo):
+                    tqdm.write(f"slurm: task {job_id}_{i} (shards {group}) ended {_why(states, logs, job_id, i)}"
+                               f"; its shards without stats: {sorted(set(group) & set(todo))}; "
+                               f"log {logs}/{job_id}_{i}.out")
+            if not todo:
+                break
+    finally:
+        bar.close()
+    return todo
+
+
+def _script(output_folder: str, groups: list[list[int]], logs: Path, options: dict[str, Any],
+            sbatch_args: Sequence[str], setup: list[str], python: str) -> str:
+    shards = " ".join(shlex.quote(" ".join(map(str, g))) for g in groups)
+    return "\n".join([
+        "#!/bin/bash",
+        *(f"#SBATCH --{k}" + ("" if v is True else f"={v}") for k, v in options.items()),
+        *(f"#SBATCH {a}" for a in sbatch_args),
+        *setup,
+        f"shards=({shards})",
+        f"{shlex.quote(python)} -m distributors.slurm_distributor {shlex.quote(output_folder)} "
+        "${shards[$SLURM_ARRAY_TASK_ID]}",
+        f'echo $? > {shlex.quote(str(logs))}/"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}.exit"',
+        "",
+    ])
+
+
+def _submit(script: str, logs: Path) -> str:
+    out = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"sbatch failed: {out.stderr.strip()}")
+    job_id = out.stdout.strip().split(";")[0]
+    (logs / f"{job_id}.sbatch").write_text(script)
+    return job_id
+
+
+def _done(fs: fsspec.AbstractFileSystem, root: str) -> set[int]:
+    """Shards with stats, from one listing (one call, also on object stores)."""
+    names = (p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    return {int(n[:5]) for n in names if re.fullmatch(r"\d{5}_stats\.json", n)}
+
+
+def _task_states(job_id: str) -> dict[str, tuple[str, str]] | None:
+    """Array index (or index range, while pending) -> (JobState, ExitCode); {} once Slurm forgot the
+    job (MinJobAge), None when scontrol did not answer (keep waiting)."""
+    out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True)
+    if out.returncode:
+        return {} if "Invalid job id" in out.stderr else None
+    records = (dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.stdout.splitlines())
+    return {r.get("ArrayTaskId", "?"): (r["JobState"], r.get("ExitCode", "?")) for r in records}
+
+
+def _wait(job_id: str, n_tasks: int, pending: set[int], fs: fsspec.AbstractFileSystem, root: str,
+          logs: Path, on_shard: Callable[[int, dict | None], None], bar: tqdm,
+          poll_seconds: float) -> None:
+    """Report shards as their stats appear, until every task has ended (or every shard is done)."""
+    delay = 0.2
+    while True:
+        finished = len(list(logs.glob(f"{job_id}_*.exit"))) == n_tasks
+        if not finished:
+            states = _task_states(job_id)
+            finished = states is not None and not ACTIVE & {s for s, _ in states.values()}
+        for sid in sorted(pending & _done(fs, root)):  # after `finished`: a task writes stats before it ends
+            pending.discard(sid)
+            on_shard(sid, json.loads(fs.cat(f"{root}/{sid:05d}_stats.json")))
+            bar.update(1)
+        if finished or not pending:
+            return
+        time.sleep(delay)
+        delay = min(poll_seconds, delay * 1.5)
+
+
+def _why(states: dict[str, tuple[str, str]], logs: Path, job_id: str, index: int) -> str:
+    exit_file = logs / f"{job_id}_{index}.exit"
+    state, code = states.get(str(index), ("?", "?"))
+    if exit_file.exists():
+        return f"{state} with exit code {exit_file.read_text().strip()}"
+    return f"{state} (ExitCode {code}) before the script finished: cancelled, timed out or killed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The array task: ``python -m distributors.slurm_distributor OUTPUT_FOLDER SHARD_ID...``."""
+    output_folder, *shards = sys.argv[1:] if argv is None else argv
+    fs, root = fsspec.core.url_to_fs(output_folder)
+    job = Job.from_json(fs.cat(f"{root}/_job.json").decode())
+    failed = 0
+    for sid in map(int, shards):
+        if fs.exists(f"{root}/{sid:05d}_stats.json"):  # a requeued task: done before it was preempted
+            continue
+        try:
+            process_shard(job, sid)
+        except Exception:
+            traceback.print_exc()
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Test-only subsamplers that make a shard slow or crash it, referred to by the distributor tests as
+``"tests.fault_subs:Sleep"``: a Slurm task or a Spark worker imports them from the repo root."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from v2d_vox.subsampler import Subsampler
+
+
+class InjectedCrash(BaseException):
+    """Escapes the worker's per-sample error handling (it catches Exception): the whole shard fails."""
+
+
+@dataclass
+class Sleep(Subsampler):
+    """Sleeps on samples whose url contains `url_contains` while the file `switch` exists."""
+
+    name: ClassVar[str] = "test_sleep"
+    stage: ClassVar[str] = "meta"
+    url_contains: str = ""
+    switch: str = ""
+    seconds: float = 60.0
+
+    def check(self, sample) -> None:
+        if self.url_contains in sample.meta["url"] and os.path.exists(self.switch):
+            time.sleep(self.seconds)
+
+
+@dataclass
+class Crash(Subsampler):
+    """Crashes the shard holding `url_contains` on its first `times` attempts, counted in `counter`."""
+
+    name: ClassVar[str] = "test_crash"
+    stage: ClassVar[str] = "meta"
+    url_contains: str = ""
+    counter: str = ""
+    times: int = 1
+
+    def check(self, sample) -> None:
+        if self.url_contains not in sample.meta["url"]:
+            return
+        with open(self.counter, "a+") as f:
+            f.seek(0)
+            attempts = len(f.read())
+            f.write("x")
+        if attempts < self.times:
+            raise InjectedCrash(f"injected crash {attempts + 1}/{self.times}")

@@ -1,0 +1,155 @@
+"""Distributors on real engines: PySpark ``local[2,2]`` and a real one-node Slurm cluster (started by
+``.ci/slurm.sh`` or found running). The same table gives byte-identical shards through all three;
+a cancelled Slurm task is reported and redone on rerun; a crashed Spark task is retried."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import v2d_vox
+
+REPO = Path(__file__).resolve().parent.parent
+MEDIA = REPO.parent / "shared" / "media"
+TIMING = ("start_time", "end_time", "duration")
+FILES = ["audio/fsdd__3_george_7.wav", "audio/whisper__jfk.flac", "audio/npm-audio-lena__lena.opus",
+         "video/imageio__realshort.mp4", "video/lipnet-grid__bbaf2n.mpg", "audio/fsdd__8_jackson_21.wav",
+         "odd/decord__corrupted.mp4", "missing/nothing_here.wav", "video/pc-avs__Input_00002.mp4",
+         "audio/tflite-micro-speech__yes_1000ms.wav"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def repo_on_pythonpath():
+    """Spark workers and Slurm tasks import ``tests.fault_subs`` from the repo root."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old) if p)
+    yield
+    if old is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    if not (MEDIA / FILES[0]).exists():
+        pytest.skip(f"shared media not found at {MEDIA}")
+    path = tmp_path_factory.mktemp("table") / "urls.txt"
+    path.write_text("".join(f"{MEDIA / f}\n" for f in FILES))
+    return path
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    from distributors.pyspark_distributor import session
+
+    spark = session("local[2,2]")  # 2 cores, each task tried up to 2 times
+    yield spark
+    spark.stop()
+
+
+def _slurm_up() -> bool:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True) \
+        if shutil.which("sinfo") else None
+    return bool(out and out.returncode == 0 and any(
+        s.startswith(("idle", "mixed", "allocated")) for s in out.stdout.split()))
+
+
+@pytest.fixture(scope="session")
+def slurm() -> None:
+    """A running cluster, else one started by .ci/slurm.sh (root only); else skip, loudly."""
+    if _slurm_up():
+        return
+    if os.geteuid() != 0:
+        pytest.skip("SLURM TESTS SKIPPED: no Slurm cluster running and not root to start one with .ci/slurm.sh")
+    out = subprocess.run([str(REPO / ".ci" / "slurm.sh")], capture_output=True, text=True, timeout=300)
+    if out.returncode or not _slurm_up():
+        pytest.skip(f"SLURM TESTS SKIPPED: .ci/slurm.sh could not start a cluster: {out.stderr[-2000:]}")
+
+
+def _download(table: Path, out: Path, distributor: str, **kwargs):
+    return v2d_vox.download(str(table), str(out), samples_per_shard=3, distributor=distributor,
+                            progress=False, **kwargs)
+
+
+def _outputs(folder: Path) -> dict[str, object]:
+    """Every shard file's content: tars as bytes, parquet as rows, stats without timings."""
+    out = {}
+    for p in sorted(folder.glob("0*")):
+        if p.suffix == ".tar":
+            out[p.name] = p.read_bytes()
+        elif p.suffix == ".parquet":
+            out[p.name] = pq.read_table(p).to_pylist()
+        else:
+            out[p.name] = {k: v for k, v in json.loads(p.read_text()).items() if k not in TIMING}
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(table, tmp_path_factory) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("mp")
+    summary = _download(table, out, "multiprocessing", processes_count=2)
+    assert summary["shards_failed"] == [] and summary["shards_done"] == 4
+    assert summary["status"]["failed_to_download"] == 1  # the missing file keeps its row
+    return _outputs(out)
+
+
+@pytest.mark.parametrize("distributor", ["pyspark", "slurm"])
+def test_same_shards_as_multiprocessing(distributor, request, table, reference, tmp_path):
+    request.getfixturevalue("spark" if distributor == "pyspark" else "slurm")
+    args = {"poll_seconds": 0.5} if distributor == "slurm" else {"subjob_size": 2}
+    summary = _download(table, tmp_path, distributor, distributor_args=args)
+    assert summary["shards_failed"] == [] and summary["shards_done"] == 4
+    got = _outputs(tmp_path)
+    assert sorted(got) == sorted(reference)
+    for name in reference:
+        assert got[name] == reference[name], name
+
+
+@pytest.mark.parametrize("crashes, max_shard_retry", [(1, 0), (2, 1)])
+def test_spark_retries_a_crashed_shard(spark, table, tmp_path, crashes, max_shard_retry):
+    """1 crash: Spark's own task retry (local[2,2]) saves it; 2 crashes: our resubmission does."""
+    counter = tmp_path / "attempts"
+    config = {"subsamplers": [{"name": "tests.fault_subs:Crash", "url_contains": "whisper__jfk",
+                               "counter": str(counter), "times": crashes}]}
+    summary = _download(table, tmp_path / "out", "pyspark", config=config, max_shard_retry=max_shard_retry)
+    assert summary["shards_failed"] == [] and summary["shards_done"] == 4
+    assert counter.read_text() == "x" * (crashes + 1)
+
+
+def test_slurm_cancelled_task_fails_its_shard_and_rerun_redoes_only_it(slurm, table, tmp_path, capsys):
+    switch = tmp_path / "slow"
+    switch.touch()
+    out = tmp_path / "out"
+    config = {"subsamplers": [{"name": "tests.fault_subs:Sleep", "url_contains": "imageio__realshort",
+                               "switch": str(switch), "seconds": 120}]}  # shard 1 sleeps
+    args = {"poll_seconds": 0.5, "job_name": "v2d_cancel_test"}
+    result = {}
+    run = threading.Thread(target=lambda: result.update(
+        _download(table, out, "slurm", config=config, max_shard_retry=0, distributor_args=args)))
+    run.start()
+    deadline = time.time() + 60
+    while not ({f"{s:05d}_stats.json" for s in (0, 2, 3)} <= {p.name for p in out.glob("*_stats.json")}):
+        assert time.time() < deadline, "shards 0, 2 and 3 did not finish"
+        time.sleep(0.2)
+    (job_id,) = (p.stem for p in (out / "_slurm").glob("*.sbatch"))
+    subprocess.run(["scancel", f"{job_id}_1"], check=True)
+    run.join(60)
+    assert not run.is_alive()
+    assert result["shards_failed"] == [1]
+    assert f"task {job_id}_1 (shards [1]) ended CANCELLED" in capsys.readouterr().out
+
+    switch.unlink()
+    summary = _download(table, out, "slurm", config=config, max_shard_retry=0, distributor_args=args)
+    assert summary["shards_failed"] == [] and summary["shards_skipped"] == 3 and summary["shards_done"] == 4
+    scripts = {p.stem: p.read_text() for p in (out / "_slurm").glob("*.sbatch")}
+    assert len(scripts) == 2 and "shards=(1)" in scripts[max(scripts, key=int)]
