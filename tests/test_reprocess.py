@@ -11,7 +11,6 @@ from pathlib import Path
 import av
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATA
 
 import v2d_vox
 from v2d_vox.cli import main
@@ -19,6 +18,7 @@ from v2d_vox.config import load_config
 from v2d_vox.errors import ConfigError
 from v2d_vox.shards import list_shards, read_tar, shard_ids
 
+DATA = Path(__file__).parent / "data"  # not `from conftest import`: tests/loader has a conftest too
 TALKING_HEADS = [
     "pc-avs__Input_00010.mp4", "pc-avs__Pose_Source_517600055.mp4", "pc-avs__Audio_Source_00086.mp4"]
 

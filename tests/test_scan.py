@@ -10,15 +10,14 @@ from pathlib import Path
 import av
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATA, make_media
-from test_reprocess import TALKING_HEADS, make_tar
+from test_reprocess import DATA, TALKING_HEADS, make_tar
 
 import v2d_vox
 from v2d_vox.cli import main
 from v2d_vox.scan import flag_identities
 from v2d_vox.shards import read_tar
 
-CHECKS = {"min_duration": 2.0, "require_audio": True, "identity_field": "identity"}
+CHECKS = {"min_duration": 1.5, "require_audio": True, "identity_field": "identity"}
 
 
 def sample(media: str | bytes, identity: str, video_id: str | None = None) -> dict[str, bytes]:
@@ -28,7 +27,7 @@ def sample(media: str | bytes, identity: str, video_id: str | None = None) -> di
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> Path:
+def planted(tmp_path_factory, synthetic_dir) -> Path:
     folder = tmp_path_factory.mktemp("planted")
     head1, head2, head3 = TALKING_HEADS
     make_tar(folder / "00000.tar", [
@@ -40,7 +39,7 @@ def planted(tmp_path_factory) -> Path:
     make_tar(folder / "00001.tar", [
         ("b2", sample(head1, "B", "vB2")),
         ("short", sample("imageio__realshort.mp4", "A", "vA3")),
-        ("silent", sample(make_media(duration=3.0, size=(64, 64), audio=False), "B", "vB3")),
+        ("silent", sample((synthetic_dir / "video_only_2s.mp4").read_bytes(), "B", "vB3")),
         ("a1", sample(head1, "A", "vA1")),  # same key as in 00000.tar
         ("c_00000", sample(head2, "C")),  # two clips of video "c" (key prefix): no positive
         ("c_00001", sample(head3, "C")),
@@ -87,12 +86,12 @@ def remux(video: bytes, audio: bytes) -> bytes:
     return buf.getvalue()
 
 
-def test_audio_video_mismatch(tmp_path):
-    media = remux(make_media(duration=3.0, size=(64, 64), audio=False), make_media(duration=3.5, video=False))
+def test_audio_video_mismatch(tmp_path, synthetic_dir):
+    media = remux(*((synthetic_dir / name).read_bytes() for name in ("video_only_2s.mp4", "av_3s.mp4")))
     make_tar(tmp_path / "x.tar", [("late_audio", {"mp4": media})])
     strict = v2d_vox.scan(str(tmp_path), str(tmp_path / "r"), progress=False)
     assert strict["reasons"] == {"audio/video mismatch": 1}
-    loose = v2d_vox.scan(str(tmp_path), str(tmp_path / "r"), av_tolerance=0.6, progress=False)
+    loose = v2d_vox.scan(str(tmp_path), str(tmp_path / "r"), av_tolerance=1.1, progress=False)
     assert loose["bad_samples"] == 0
 
 
@@ -109,7 +108,7 @@ def test_cli_reports_unreadable_shards(planted, tmp_path):
     folder.mkdir()
     (folder / "00000.tar").write_bytes((planted / "00000.tar").read_bytes())
     (folder / "00001.tar").write_bytes(b"not a tar at all" * 100)
-    rc = main(["scan", str(folder), "--report_folder", str(tmp_path / "r"), "--min_duration", "2",
+    rc = main(["scan", str(folder), "--report_folder", str(tmp_path / "r"), "--min_duration", "1.5",
                "--no-progress"])
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert rc == 1 and summary["shards_failed"] == [str(folder / "00001.tar")]
