@@ -29,19 +29,22 @@ def list_shards(input_shards: str | list[str]) -> list[str]:
     a missing one fails its shard; a plain path or folder that does not exist fails here."""
     items = [input_shards] if isinstance(input_shards, str) else list(input_shards)
     urls: set[str] = set()
-    for item in items:
-        expanded = list(braceexpand(item))
-        for url in expanded:
-            fs, path = fsspec.core.url_to_fs(url)
-            if fs.isdir(path):
-                found = [p for p in fs.ls(path, detail=False) if p.endswith(".tar")]
-                if not found:
-                    raise ConfigError(f"folder {url!r} holds no .tar shards")
-                urls.update(_url(fs, p, url) for p in found)
-            elif len(expanded) > 1 or fs.exists(path):
-                urls.add(_url(fs, path, url))
-            else:
-                raise ConfigError(f"input shard {url!r} does not exist")
+    for pattern in items:
+        expanded = list(braceexpand(pattern))
+        if len(expanded) > 1:
+            urls.update(_url(*fsspec.core.url_to_fs(url), url) for url in expanded)
+            continue
+        item = expanded[0]
+        fs, path = fsspec.core.url_to_fs(item)
+        if fs.isdir(path):
+            found = [p for p in fs.ls(path, detail=False) if p.endswith(".tar")]
+            if not found:
+                raise ConfigError(f"folder {item!r} holds no .tar shards")
+            urls.update(_url(fs, p, item) for p in found)
+        elif fs.exists(path):
+            urls.add(_url(fs, path, item))
+        else:
+            raise ConfigError(f"input shard {item!r} does not exist")
     if not urls:
         raise ConfigError("no input shards given")
     return sorted(urls)
