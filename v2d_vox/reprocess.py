@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
-
-from . import __version__, api
-from .config import INCREMENTAL_MODES, Job, load_config
-from .errors import ConfigError, DownloadError
+from . import __version__
+from .config import Job, load_config
+from .errors import DownloadError
 from .probe import probe
+from .runner import prepare, run_job
 from .sample import MEDIA_EXTS, Sample, check_key
 from .shards import Members, check_not_inputs, list_shards, read_tar, shard_ids
 from .subsampler import Chain, Subsampler, register
@@ -105,9 +104,6 @@ def reprocess(
         enable_wandb, wandb_project: log per-shard stats and the summary to wandb.
         progress: show progress bars and print the summary.
     """
-    api._guard_spawn()
-    if incremental_mode not in INCREMENTAL_MODES:
-        raise ConfigError(f"incremental_mode={incremental_mode!r}; choose one of {INCREMENTAL_MODES}")
     subsamplers = load_config(config)["subsamplers"]
     chain = Chain.from_specs(subsamplers)  # fail fast on unknown names or arguments
     if metadata_only:
@@ -118,13 +114,8 @@ def reprocess(
     job = Job(output_folder=output_folder, subsamplers=subsamplers, output_format=output_format,
               thread_count=thread_count, source="shards",
               input_shards=urls)
-    distributor_args = {"max_shard_retry": max_shard_retry, **(distributor_args or {})}
-    if distributor == "multiprocessing":
-        distributor_args.setdefault("processes_count", processes_count)
-    if incremental_mode == "overwrite":
-        api.clear_output(output_folder)
-    fs, root = fsspec.core.url_to_fs(output_folder)
-    fs.makedirs(root, exist_ok=True)
-    return api.run_job(job, sorted(shard_ids(urls)), distributor=distributor,
+    distributor_args = prepare(output_folder, incremental_mode, distributor, distributor_args, processes_count,
+                               max_shard_retry)
+    return run_job(job, sorted(shard_ids(urls)), distributor=distributor,
                        distributor_args=distributor_args, enable_wandb=enable_wandb,
                        wandb_project=wandb_project, progress=progress)

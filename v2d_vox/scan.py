@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from . import api
 from .errors import ConfigError
+from .runner import guard_spawn
 from .sample import MEDIA_EXTS
 from .shards import Members, check_not_inputs, list_shards, read_tar, write_tar
 from .writers import TMP
@@ -205,7 +205,7 @@ def scan(
         processes_count: processes decoding shards in parallel (default: all cores).
         progress: show a progress bar and print the summary.
     """
-    api._guard_spawn()
+    guard_spawn()
     checks = Checks(min_duration, require_audio, require_video, av_tolerance, identity_field)
     urls = list_shards(shards)
     if write_clean:
