@@ -11,10 +11,8 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-import torch
 
 from v2d_vox.errors import SubsampleError
-from v2d_vox.mel import log_mel
 from v2d_vox.sample import AUDIO_EXTS, VIDEO_EXTS, Sample
 from v2d_vox.subsampler import Subsampler, register
 
@@ -62,6 +60,10 @@ class Spectrogram(Subsampler):
             raise ValueError(f"win_length={self.win_length} > n_fft={self.n_fft}")
 
     def apply(self, sample: Sample) -> None:
+        import torch  # here, not at module level: every chain imports the registry, few need torch
+
+        from v2d_vox.mel import log_mel
+
         ext = next((e for e in AUDIO_EXTS + VIDEO_EXTS if e in sample.files), None)
         if ext is None:
             raise SubsampleError("spectrogram: the sample has no audio member")
