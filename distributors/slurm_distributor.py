@@ -89,7 +89,7 @@ def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], N
                 raise
             done = _done(fs, root)
             todo = [s for s in todo if s not in done]
-            states = _task_states(job_id) or {} if todo else {}
+            states = (_task_states(job_id) or {}) if todo else {}
             for i, group in enumerate(groups):
                 if set(group) & set(todo):
                     tqdm.write(f"slurm: task {job_id}_{i} (shards {group}) ended {_why(states, logs, job_id, i)}"
