@@ -96,6 +96,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404, b"<html>404</html>", "text/html")
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 drops connections under 16 clients (each costs a 1 s TCP retry)
+
+
 @pytest.fixture(scope="session")
 def server_log():
     """Requests seen by the HTTP server: {"hits": {path: count}, "agents": {user agents}}."""
@@ -106,7 +110,7 @@ def server_log():
 def http_server(synthetic_dir):
     """Base URL of a threaded HTTP server on 127.0.0.1 serving tests/data and the synthetic media."""
     _Handler.roots = [DATA, synthetic_dir]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _Server(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
