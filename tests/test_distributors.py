@@ -95,24 +95,41 @@ def _outputs(folder: Path) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def reference(table, tmp_path_factory) -> dict[str, object]:
+def reference(table, tmp_path_factory) -> Path:
+    """The table downloaded, then reprocessed, by multiprocessing."""
     out = tmp_path_factory.mktemp("mp")
-    summary = _download(table, out, "multiprocessing", processes_count=2)
+    summary = _download(table, out / "download", "multiprocessing", processes_count=2)
     assert summary["shards_failed"] == [] and summary["shards_done"] == 4
     assert summary["status"]["failed_to_download"] == 1  # the missing file keeps its row
-    return _outputs(out)
+    v2d_vox.reprocess(str(out / "download"), str(out / "reprocess"), processes_count=2, progress=False)
+    return out
 
 
-@pytest.mark.parametrize("distributor, args", [("pyspark", {"subjob_size": 2}),
-                                               ("slurm", {"shards_per_task": 2, "poll_seconds": 0.5})])
+def _assert_same(got: dict[str, object], want: dict[str, object]) -> None:
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert got[name] == want[name], name
+
+
+DISTRIBUTED = [("pyspark", {"subjob_size": 2}), ("slurm", {"shards_per_task": 2, "poll_seconds": 0.5})]
+
+
+@pytest.mark.parametrize("distributor, args", DISTRIBUTED)
 def test_same_shards_as_multiprocessing(distributor, args, request, table, reference, tmp_path):
     request.getfixturevalue("spark" if distributor == "pyspark" else "slurm")
     summary = _download(table, tmp_path, distributor, distributor_args=args)
     assert summary["shards_failed"] == [] and summary["shards_done"] == 4
-    got = _outputs(tmp_path)
-    assert sorted(got) == sorted(reference)
-    for name in reference:
-        assert got[name] == reference[name], name
+    _assert_same(_outputs(tmp_path), _outputs(reference / "download"))
+
+
+@pytest.mark.parametrize("distributor, args", DISTRIBUTED)
+def test_reprocess_same_shards_as_multiprocessing(distributor, args, request, reference, tmp_path):
+    """Distributors do not care where a shard's samples come from: existing tars work the same."""
+    request.getfixturevalue("spark" if distributor == "pyspark" else "slurm")
+    summary = v2d_vox.reprocess(str(reference / "download"), str(tmp_path), distributor=distributor,
+                                distributor_args=args, progress=False)
+    assert summary["shards_failed"] == [] and summary["shards_done"] == 4
+    _assert_same(_outputs(tmp_path), _outputs(reference / "reprocess"))
 
 
 @pytest.mark.parametrize("crashes, max_shard_retry", [(1, 0), (2, 1)])
