@@ -9,19 +9,24 @@ set -euo pipefail
 export SLURM_CONF=${SLURM_CONF:-/etc/slurm/slurm.conf}
 STATE=${V2D_SLURM_STATE:-/var/spool/v2d_slurm}
 
-stop() {
-    for pid in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" /run/munge/munged.pid; do
-        [ -s "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true
-        rm -f "$pid"
+stop() {  # the daemons named by these pid files; waits until they are gone (ports and sockets free)
+    for file in "$@"; do
+        [ -s "$file" ] || continue
+        pid=$(cat "$file")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        rm -f "$file"
     done
 }
+SLURM_PIDS=("$STATE/slurmd.pid" "$STATE/slurmctld.pid")
 
-node_ready() {
-    sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated|completing)'
+node_ready() {  # the controller sees the node up, and this machine's slurmd answers
+    sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated|completing)' \
+        && scontrol show slurmd >/dev/null 2>&1
 }
 
 if [ "${1:-start}" = stop ]; then
-    stop
+    stop "${SLURM_PIDS[@]}" /run/munge/munged.pid
     exit 0
 fi
 
@@ -38,7 +43,7 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
 fi
 
-stop  # leftovers of an earlier start that is no longer healthy
+stop "${SLURM_PIDS[@]}"  # leftovers of an earlier start that is no longer healthy; munged is reused
 mkdir -p "$STATE/ctld" "$STATE/d" "$(dirname "$SLURM_CONF")" /run/munge /var/lib/munge /var/log/munge /etc/munge
 if [ ! -s /etc/munge/munge.key ]; then
     dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
