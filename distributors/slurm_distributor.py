@@ -72,8 +72,7 @@ def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], N
                **{k.replace("_", "-"): v for k, v in sbatch_options.items() if v is not None}}
 
     todo = list(shard_ids)
-    bar = tqdm(total=len(todo), desc="shards", unit="shard", disable=not progress)
-    try:
+    with tqdm(total=len(todo), desc="shards", unit="shard", disable=not progress) as bar:
         for attempt in range(max_shard_retry + 1):
             groups = [todo[i:i + shards_per_task] for i in range(0, len(todo), shards_per_task)]
             array = f"0-{len(groups) - 1}" + (f"%{max_parallel}" if max_parallel else "")
@@ -97,8 +96,6 @@ def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], N
                                f"log {logs}/{job_id}_{i}.out")
             if not todo:
                 break
-    finally:
-        bar.close()
     return todo
 
 
