@@ -114,6 +114,28 @@ def _geometry(v: Any, opts: dict[str, Any], src: dict[str, Any]) -> Any:
     return v.filter("setsar", 1)
 
 
+def _fork(stream: Any, name: str) -> tuple[Any, Any]:
+    """Two branches of one stream (``split``/``asplit``); None stays None."""
+    if stream is None:
+        return None, None
+    node = stream.filter_multi_output(name)
+    return node[0], node[1]
+
+
+def output_fps(plan: MediaPlan, video: dict[str, Any]) -> float:
+    """The frame rate every clip is written at."""
+    return plan.video.get("fps") or video.get("fps") or 25
+
+
+def output_audio(plan: MediaPlan, audio: dict[str, Any]) -> tuple[int, int]:
+    """The sample rate and channel count every clip's audio is written with."""
+    return plan.audio.get("sample_rate") or audio["sample_rate"], plan.audio.get("channels") or audio["channels"]
+
+
+def channel_layout(channels: int) -> str:
+    return {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+
+
 def _video_args(opts: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
     opts = {**VIDEO_DEFAULTS, **opts}
     gop = max(1, round((opts.get("fps") or src.get("fps") or 25) * opts["gop_seconds"]))
@@ -160,13 +182,31 @@ def compile_plan(plan: MediaPlan, info: dict[str, Any], fds: list[int]) -> tuple
     extra_used = dict.fromkeys(extra_splits, 0)
     vsplit = source[str(video["index"])].split() if video else None
     asplit = source[str(audio["index"])].filter_multi_output("asplit") if audio else None
-    fps = (plan.video.get("fps") or video.get("fps") or 25) if video else None
+    fps = output_fps(plan, video) if video else None
     vcodec_args = _video_args(plan.video, video) if video else {}
     afmt = plan.audio.get("format", "m4a")
     if afmt not in AUDIO_FORMATS:
         raise SubsampleError(f"unknown audio format {afmt!r}; choose one of {', '.join(AUDIO_FORMATS)}")
     container = VIDEO_CONTAINERS[plan.container]
+    audio_rate, audio_channels = output_audio(plan, audio) if audio else (None, None)
     outs, outputs = [], []
+
+    def emit(i: int, v: Any, a: Any, tag: str, video_args: dict[str, Any]) -> None:
+        """Encode clip i's streams as ``{i:05d}.{tag}{ext}`` (video+audio, video only, or audio only)."""
+        if v is not None:
+            streams = [v] if plan.split_audio or a is None else [v, a]
+            kwargs = {**video_args, "f": container}
+            if len(streams) == 2:
+                kwargs.update(_audio_args(plan.audio, plan.audio.get("codec", "aac")))
+            if plan.container == "mp4":
+                kwargs["movflags"] = "+faststart"
+            outs.append(ffmpeg.output(*streams, f"{i:05d}.{tag}{plan.container}", **kwargs))
+            outputs.append(Output(i, tag + plan.container, f"{i:05d}.{tag}{plan.container}"))
+        if a is not None and (v is None or plan.split_audio):
+            codec, muxer = AUDIO_FORMATS[afmt]
+            outs.append(ffmpeg.output(a, f"{i:05d}.{tag}{afmt}", f=muxer, **_audio_args(plan.audio, codec)))
+            outputs.append(Output(i, tag + afmt, f"{i:05d}.{tag}{afmt}"))
+
     for i, (start, end) in enumerate(spans):
         v = a = None
         rel = (f"{start - offset:.6f}", None if end is None else f"{end - offset:.6f}")
@@ -177,7 +217,7 @@ def compile_plan(plan: MediaPlan, info: dict[str, Any], fds: list[int]) -> tuple
             # constant rate from the clip's start: a late first frame is held from 0, so video stays in sync
             v = v.filter("fps", fps, start_time=rel[0]).setpts("PTS-STARTPTS")
             v = _geometry(v, plan.video, video)
-            for spec in plan.video_filters + plan.clip_video_filters.get(i, []):
+            for spec in plan.video_filters:
                 v = _filter(v, spec)
         if audio:
             a = asplit[i]
@@ -187,29 +227,28 @@ def compile_plan(plan: MediaPlan, info: dict[str, Any], fds: list[int]) -> tuple
             a = a.filter("aresample", min_comp=0.001, first_pts=0)
             if end is not None:
                 a = a.filter("apad", whole_dur=f"{end - start:.6f}")
-            for spec in plan.audio_filters + plan.clip_audio_filters.get(i, []):
+            for spec in plan.audio_filters:
                 a = _filter(a, spec)
+        if plan.variant:  # the clip as cut, then a copy that takes the per-clip changes
+            (v, clean_v), (a, clean_a) = _fork(v, "split"), _fork(a, "asplit")
+            emit(i, clean_v, clean_a, "", vcodec_args)
+        if v is not None:
+            for spec in plan.clip_video_filters.get(i, []):
+                v = _filter(v, spec)
+        if a is not None and (i in plan.mix or plan.clip_audio_filters.get(i)):
+            # in the output's rate and channels: a mix gain and filter times mean what they do on the written clip
+            layout = {"sample_rates": audio_rate, "channel_layouts": channel_layout(audio_channels)}
+            a = a.filter("aformat", **layout)
             if i in plan.mix:
                 m = plan.mix[i]
                 noise = extra_splits[m.input][extra_used[m.input]]
                 extra_used[m.input] += 1
-                noise = noise.filter("volume", f"{m.gain_db}dB")
+                noise = noise.filter("aformat", **layout).filter("volume", f"{m.gain_db}dB")
                 a = ffmpeg.filter([a, noise], "amix", inputs=2, duration="first", normalize=0)
-        if v is not None:
-            streams = [v] if plan.split_audio or a is None else [v, a]
-            name = f"{i:05d}.{plan.container}"
-            kwargs = {**vcodec_args, "f": container}
-            if len(streams) == 2:
-                kwargs.update(_audio_args(plan.audio, plan.audio.get("codec", "aac")))
-            if plan.container == "mp4":
-                kwargs["movflags"] = "+faststart"
-            outs.append(ffmpeg.output(*streams, name, **kwargs))
-            outputs.append(Output(i, plan.container, name))
-        if a is not None and (v is None or plan.split_audio):
-            codec, muxer = AUDIO_FORMATS[afmt]
-            name = f"{i:05d}.{afmt}"
-            outs.append(ffmpeg.output(a, name, f=muxer, **_audio_args(plan.audio, codec)))
-            outputs.append(Output(i, afmt, name))
+            for spec in plan.clip_audio_filters.get(i, []):
+                a = _filter(a, spec)
+        video_args = _video_args({**plan.video, **plan.clip_video[i]}, video) if i in plan.clip_video else vcodec_args
+        emit(i, v, a, f"{plan.variant}." if plan.variant else "", video_args)
     args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y", *ffmpeg.merge_outputs(*outs).get_args()]
     return args, outputs
 
@@ -272,7 +311,7 @@ def _samples(plan: MediaPlan, sample: Sample, outputs: list[Output], data: dict[
     results: dict[int, Sample] = {}
     for out in outputs:
         if out.clip not in results:
-            meta = {**sample.meta, "subsamplers": plan.steps}
+            meta = {**sample.meta, "subsamplers": plan.steps, **plan.clip_meta.get(out.clip, {})}
             key = sample.key
             if plan.spans is not None:
                 start, end = plan.spans[out.clip]

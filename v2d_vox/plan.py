@@ -1,10 +1,14 @@
 """MediaPlan: what the single ffmpeg pass must make of one source. Media subsamplers fill it in;
 ``v2d_vox.ffmpeg.run_plan`` compiles it into one ffmpeg process. An untouched plan keeps the source.
 
-Per-clip hooks (``clip_video_filters``, ``clip_audio_filters``, ``mix``) let a later subsampler, such
-as a corruption step, vary each clip inside the same pass: filters are ffmpeg filter strings
-(``"eq=brightness=0.1"``, ``"volume=0.5"``) applied after cutting and resampling, and ``mix`` lays an
-extra audio input (e.g. background noise, looped as needed) under a clip's audio.
+Per-clip hooks let a later subsampler, such as a corruption step, vary each clip inside the same pass:
+``clip_video_filters``/``clip_audio_filters`` are ffmpeg filter strings (``"eq=brightness=0.1"``,
+``"volume=0.5"``) applied after cutting and resampling; ``mix`` lays an extra audio input (e.g.
+background noise, looped as needed) under a clip's audio. A clip's audio changes happen in its output
+rate and channels (the mix first, then the audio filters); ``clip_video`` overrides encoder options
+(``{"crf": 45}``); ``clip_meta`` goes into the clip's json. With ``variant`` set, these per-clip
+changes go to a second copy of each clip stored as ``KEY.<variant>.<ext>`` while ``KEY.<ext>`` stays
+as cut, so clean and changed versions sit side by side.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ class MediaPlan:
     clip_audio_filters: dict[int, list[str]] = field(default_factory=dict)
     extra_audio: list[bytes] = field(default_factory=list)  # extra inputs, referenced by Mix.input
     mix: dict[int, Mix] = field(default_factory=dict)  # clip index -> extra audio laid under it
+    clip_video: dict[int, dict[str, Any]] = field(default_factory=dict)  # clip index -> encoder overrides
+    clip_meta: dict[int, dict[str, Any]] = field(default_factory=dict)  # clip index -> json fields
+    variant: str | None = None  # per-clip changes go to KEY.<variant>.<ext>, KEY.<ext> stays as cut
     drop_video: bool = False
     drop_audio: bool = False
     split_audio: bool = False  # audio as its own member (audio["format"]: m4a, flac...), the mp4 video-only
@@ -44,5 +51,5 @@ class MediaPlan:
         return not (
             self.spans is not None or self.video or self.audio or self.video_filters
             or self.audio_filters or self.clip_video_filters or self.clip_audio_filters or self.mix
-            or self.drop_video or self.drop_audio or self.split_audio
+            or self.clip_video or self.variant or self.drop_video or self.drop_audio or self.split_audio
         )
