@@ -243,8 +243,16 @@ def test_inputs_may_only_use_the_fd_protocol(tmp_path):
     assert read_playlist("fd") != 0  # ...but not with the whitelist run_plan uses
 
 
-def test_one_ffmpeg_process_per_source(tmp_path, monkeypatch):
-    """clip + resample video + resample audio into a separate member: 3 clips x 2 files, one ffmpeg."""
+CORRUPT_ALL = {"name": "corrupt", "keep_clean": True, **{f"p_{c}": 1.0 for c in (
+    "drop_frames", "color", "blur", "occlusion", "noise", "compress", "audio_noise", "gain", "dropout")}}
+
+
+@pytest.mark.parametrize("extra, members", [
+    ([], ["flac", "mp4", "txt"]),
+    ([CORRUPT_ALL], ["corrupt.flac", "corrupt.mp4", "flac", "mp4", "txt"]),  # + a noise input, clean kept
+])
+def test_one_ffmpeg_process_per_source(tmp_path, monkeypatch, extra, members):
+    """clip + resample video + resample audio into a separate member (+ corrupt): 3 clips, one ffmpeg."""
     log = tmp_path / "calls.log"
     wrapper = tmp_path / "bin" / "ffmpeg"
     wrapper.parent.mkdir()
@@ -256,9 +264,9 @@ def test_one_ffmpeg_process_per_source(tmp_path, monkeypatch):
         assert vf.ffmpeg_exe() == str(wrapper)
         outs = run(shared("video/pc-avs__Audio_Source_00015.mp4"),
                    [{"name": "clip", "clip_seconds": 2}, {"name": "resample_video", "fps": 25, "short_side": 112},
-                    {"name": "resample_audio", "sample_rate": 16000, "format": "flac", "separate": True}])
+                    {"name": "resample_audio", "sample_rate": 16000, "format": "flac", "separate": True}, *extra])
     finally:
         vf.ffmpeg_exe.cache_clear()
-    assert [sorted(o.files) for o in outs] == [["flac", "mp4", "txt"]] * 3
+    assert [sorted(o.files) for o in outs] == [members] * 3
     calls = [line for line in log.read_text().splitlines() if " -i " in f" {line} "]
     assert len(calls) == 1
