@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from subsample_media import stream_types, streams
@@ -61,11 +63,26 @@ def test_voxceleb_preset(tmp_path):
     for files in members.values():
         info = streams(files["mp4"])
         assert (info["video"]["width"], info["video"]["fps"], info["audio"]["sample_rate"]) == (224, 25, 16000)
+        mel = np.load(io.BytesIO(files["mel.npy"]))  # 2 s at a 10 ms hop (+ the last AAC frame's padding)
+        assert mel.shape[0] == 80 and 201 <= mel.shape[1] <= 201 + 1024 // 160
     for key, files in members.items():
         clip = json.loads(files["json"])
         assert clip["source_key"] == meta[FILES["talk"]]["key"]
         assert key == f"{clip['source_key']}_{clip['clip_index']:05d}"
         assert [s["name"] for s in clip["subsamplers"]] == ["clip", "resample_video", "resample_audio"]
+
+
+def test_voxceleb_corrupt_preset(tmp_path):
+    """Same keys as voxceleb, corrupted clips (parameters in the json) and the mel of the corrupted audio."""
+    (tmp_path / "clean").mkdir(), (tmp_path / "corrupt").mkdir()
+    _, clean = download(tmp_path / "clean", "voxceleb", rows("talk"))
+    _, members = download(tmp_path / "corrupt", "voxceleb-corrupt", rows("talk"))
+    assert sorted(members) == sorted(clean)
+    for key, files in members.items():
+        assert sorted(files) == ["json", "mel.npy", "mp4"]
+        record = json.loads(files["json"])["corrupt"]
+        assert record["key"] == key and record["seed"] == 0 and {"video", "audio"} <= set(record)
+    assert any(files["mp4"] != clean[key]["mp4"] for key, files in members.items())
 
 
 def test_voxceleb_preset_cuts_inside_clip_column(tmp_path):
