@@ -61,8 +61,8 @@ def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessi
     logger = JobLogger(job.output_folder, {"job": job.to_json(), "distributor": distributor},
                        enable_wandb, wandb_project)
     args = dict(distributor_args or {})
+    args.setdefault("progress", progress)
     if distributor == "multiprocessing":
-        args.setdefault("progress", progress)
         args.setdefault("total_samples", total_samples)
     if todo:
         run(job, todo, logger.shard_done, **args)
