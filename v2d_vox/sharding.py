@@ -109,7 +109,7 @@ def _normalize(table: pa.Table, spec: TableSpec, url: str) -> pa.Table:
     if spec.caption_col:
         cols["caption"] = table[spec.caption_col].cast(pa.string())
     if spec.clip_col:
-        cols["clips"] = pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v)
+        cols["clips"] = pa.array([None if v is None or v == "" else v if isinstance(v, str) else json.dumps(v)
                                   for v in table[spec.clip_col].to_pylist()], pa.string())
     for c in extras:
         if c not in cols:
