@@ -10,7 +10,7 @@ All of it is ffmpeg filters in the one fused pass, applied after cutting and res
 step after ``clip`` and the ``resample_*`` steps):
 
 - video: a stall (``select`` drops a run of frames, ``fps`` holds the last one: the frame count stays),
-  brightness/contrast (``eq``), blur (``gblur``), an occluding black box (``drawbox``), temporal noise
+  brightness/contrast (``eq``), blur (``boxblur``), an occluding black box (``drawbox``), temporal noise
   (``noise`` with its own seed), and low-quality compression (a high libx264 ``crf`` for that clip);
 - audio, in the clip's output rate and channels: background noise at a target SNR, a gain change
   (``volume``), dropouts (silence over drawn intervals, sample-exact with ``aeval``). The noise
@@ -63,7 +63,7 @@ class Corrupt(Subsampler):
     brightness: Range = (-0.2, 0.2)  # eq: added to luma, -1..1
     contrast: Range = (0.6, 1.4)
     p_blur: float = 0.3
-    blur_sigma: Range = (0.5, 3.0)  # pixels
+    blur_radius: Range = (1, 4)  # pixels; two box passes: a Gaussian of sigma sqrt(2r(r+1)/3), 1.2-3.7 px
     p_occlusion: float = 0.2
     occlusion_size: Range = (0.15, 0.4)  # box width and height, fractions of the frame's
     p_noise: float = 0.3
@@ -139,9 +139,9 @@ class Corrupt(Subsampler):
             filters.append(f"eq=brightness={b}:contrast={c}")
             params["color"] = {"brightness": b, "contrast": c}
         if r := self._draw(key, "blur", self.p_blur):
-            sigma = round(r.uniform(*self.blur_sigma), 3)
-            filters.append(f"gblur=sigma={sigma}")
-            params["blur"] = {"sigma": sigma}
+            radius = r.randint(*map(int, self.blur_radius))
+            filters.append(f"boxblur=luma_radius={radius}:luma_power=2")  # ~Gaussian, 3x faster than gblur
+            params["blur"] = {"radius": radius}
         if r := self._draw(key, "occlusion", self.p_occlusion):
             w, h = (round(r.uniform(*self.occlusion_size), 3) for _ in range(2))
             x, y = round(r.uniform(0, 1 - w), 3), round(r.uniform(0, 1 - h), 3)
