@@ -23,15 +23,17 @@ def decode_audio(data: bytes, sample_rate: int) -> np.ndarray:
         with av.open(io.BytesIO(data)) as c:
             if not c.streams.audio:
                 raise SubsampleError("spectrogram: the sample has no audio stream")
+            stream = c.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            chunks = [f.to_ndarray().reshape(-1) for frame in c.decode(c.streams.audio[0])
-                      for f in resampler.resample(frame)]
+            chunks = [f.to_ndarray().reshape(-1) for frame in c.decode(stream) for f in resampler.resample(frame)]
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+            # AAC decodes whole 1024-sample frames; the stream's duration says where the signal really ends
+            length = round(stream.duration * stream.time_base * sample_rate) if stream.duration else None
     except av.error.FFmpegError as e:
         raise SubsampleError(f"spectrogram: cannot decode audio: {type(e).__name__}") from None
     if not chunks:
         raise SubsampleError("spectrogram: the audio stream holds no samples")
-    return np.concatenate(chunks)
+    return np.concatenate(chunks)[:length]
 
 
 @register("spectrogram")
