@@ -19,6 +19,7 @@ import fsspec
 from . import __version__
 from .config import Job
 from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError
+from .ffmpeg import run_plan
 from .plan import MediaPlan
 from .probe import probe
 from .reader import read
@@ -39,12 +40,7 @@ def run_chain(chain: Chain, sample: Sample) -> list[Sample]:
     for step in chain.stage("media"):
         step.plan(plan, sample)
         plan.steps.append(step.describe())
-    if plan.is_identity:
-        outputs = [sample]
-    else:
-        from .ffmpeg import run_plan
-
-        outputs = run_plan(plan, sample)
+    outputs = [sample] if plan.is_identity else run_plan(plan, sample)
     for out in outputs:
         for step in chain.stage("array"):
             step.apply(out)
