@@ -254,10 +254,23 @@ def _give_encode_formats(cls, modality):  # issues #263, #311: the worker reads 
     cls.__init__ = __init__
 
 
+def _work_on_a_copy(cls):
+    # the download worker loops `for modality in streams:` while FrameSubsampler pops and re-adds
+    # streams["video"]: "RuntimeError: dictionary keys changed during iteration", and every clipped sample is
+    # lost unwritten. Same work, on a shallow copy of the dict.
+    call = cls.__call__
+
+    def __call__(self, streams, metadata=None):
+        return call(self, dict(streams), metadata)
+
+    cls.__call__ = __call__
+
+
 # at module level: workers are spawned and re-import this file as __mp_main__, so they get the patch too
 _give_encode_formats(ResolutionSubsampler, "video")
 _give_encode_formats(FrameSubsampler, "video")
 _give_encode_formats(AudioRateSubsampler, "audio")
+_work_on_a_copy(FrameSubsampler)
 
 if __name__ == "__main__":  # spawn start method: the call must not run again in the workers
     from video2dataset import video2dataset
