@@ -5,6 +5,7 @@ each stream is decoded too; a file where no stream yields a frame is not media."
 
 from __future__ import annotations
 
+import contextlib
 import io
 from fractions import Fraction
 from typing import Any
@@ -38,23 +39,29 @@ def _stream_info(stream: av.stream.Stream) -> dict[str, Any]:
     return info
 
 
-def _demuxed_end(container: av.container.InputContainer) -> float:
-    """Where the packets really end (seconds from the start): reading packets is cheap next to
-    decoding, and it catches files cut short whose header still promises the full duration."""
+def _scan(container: av.container.InputContainer, wanted: set[int]) -> tuple[dict[int, int], float]:
+    """One pass over the packets: decode each wanted stream until it yields a frame (-> its display
+    rotation), and find where the packets really end (seconds from the start). Reading packets is cheap
+    next to decoding, and it catches files cut short whose header still promises the full duration."""
+    rotation: dict[int, int] = {}
     ends: dict[int, float] = {}
     for packet in container.demux():
+        index = packet.stream.index
+        if index not in wanted:
+            continue
         if packet.pts is not None and packet.time_base:
-            t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-            ends[packet.stream.index] = max(ends.get(packet.stream.index, 0.0), t)
+            ends[index] = max(ends.get(index, 0.0), float((packet.pts + (packet.duration or 0)) * packet.time_base))
+        if index not in rotation:
+            for frame in packet.decode():
+                rotation[index] = int(getattr(frame, "rotation", 0) or 0)
+                break
+    for index in wanted - set(rotation):  # codecs with delay may only give their first frame on flush
+        with contextlib.suppress(av.error.EOFError):
+            for frame in container.streams[index].codec_context.decode(None):
+                rotation[index] = int(getattr(frame, "rotation", 0) or 0)
+                break
     start = container.start_time / av.time_base if container.start_time else 0.0
-    return max(ends.values(), default=0.0) - start
-
-
-def _decodes(container: av.container.InputContainer, stream: av.stream.Stream) -> tuple[bool, int]:
-    """Whether the stream yields a frame, and the frame's display rotation in degrees."""
-    for frame in container.decode(stream):
-        return True, int(getattr(frame, "rotation", 0) or 0)
-    return False, 0
+    return rotation, max(ends.values(), default=0.0) - start
 
 
 def probe(data: bytes) -> dict[str, Any]:
@@ -66,15 +73,11 @@ def probe(data: bytes) -> dict[str, Any]:
             streams = [_stream_info(s) for s in c.streams if s.type in ("video", "audio")]
             fmt = c.format.name.split(",")[0]
             duration = round(c.duration / av.time_base, 3) if c.duration else None
-            end = _demuxed_end(c)
-        decoded = []
-        for info in streams:
-            with av.open(io.BytesIO(data), metadata_errors="ignore") as c:
-                ok, rotation = _decodes(c, c.streams[info["index"]])
-            if ok:
-                if info["type"] == "video":
-                    info["rotation"] = rotation
-                decoded.append(info)
+            rotation, end = _scan(c, {info["index"] for info in streams})
+        decoded = [info for info in streams if info["index"] in rotation]
+        for info in decoded:
+            if info["type"] == "video":
+                info["rotation"] = rotation[info["index"]]
     except (av.error.FFmpegError, ValueError, IndexError) as e:
         raise DownloadError(f"not decodable media: {type(e).__name__}: {_short(e)}") from None
     if not decoded:
