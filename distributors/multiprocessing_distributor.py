@@ -6,16 +6,14 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
-
-from tqdm import tqdm
 
 from v2d_vox.config import Job
 from v2d_vox.worker import process_shard
 
+REPORTS_SAMPLES = True
 _queue = None
 
 
@@ -28,51 +26,35 @@ def _tick() -> None:
     _queue.put(1)
 
 
-def _one(job: Job, shard_id: int) -> dict[str, Any]:
-    return process_shard(job, shard_id, on_sample=_tick)
+def _one(job: Job, shard_id: int) -> None:
+    process_shard(job, shard_id, on_sample=_tick)
 
 
-def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], None],
-        processes_count: int | None = None, max_shard_retry: int = 1, progress: bool = True,
-        total_samples: int | None = None) -> list[int]:
+def run(job: Job, shard_ids: list[int], *, on_sample: Callable[[], None] | None = None,
+        processes_count: int | None = None) -> Iterator[tuple[int, str | None]]:
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     queue = ctx.SimpleQueue()
-    processes = max(1, min(processes_count or os.cpu_count() or 1, len(shard_ids) or 1))
-    bar_shards = tqdm(total=len(shard_ids), desc="shards", unit="shard", disable=not progress, position=0)
-    bar_samples = tqdm(total=total_samples, desc="samples", unit="sample", disable=not progress, position=1)
 
-    def drain() -> None:
+    def drain() -> None:  # samples finished in the workers -> on_sample, in this process
         while queue.get() is not None:
-            bar_samples.update(1)
+            if on_sample:
+                on_sample()
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    todo = list(shard_ids)
+    processes = max(1, min(processes_count or os.cpu_count() or 1, len(shard_ids) or 1))
     try:
-        for attempt in range(max_shard_retry + 1):
-            failed = []
-            with ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init, initargs=(queue,)) as pool:
-                futures = {pool.submit(_one, job, sid): sid for sid in todo}
-                for fut in as_completed(futures):
-                    sid = futures[fut]
-                    try:
-                        stats = fut.result()
-                    except BrokenProcessPool as e:
-                        failed.append(sid)
-                        tqdm.write(f"shard {sid:05d}: worker process died ({e}); attempt {attempt + 1}")
-                        continue
-                    except Exception as e:
-                        failed.append(sid)
-                        tqdm.write(f"shard {sid:05d} failed (attempt {attempt + 1}): {type(e).__name__}: {e}")
-                        continue
-                    bar_shards.update(1)
-                    on_shard(sid, stats)
-            todo = sorted(failed)
-            if not todo:
-                break
+        with ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init, initargs=(queue,)) as pool:
+            futures = {pool.submit(_one, job, sid): sid for sid in shard_ids}
+            for fut in as_completed(futures):
+                try:
+                    fut.result()
+                except BrokenProcessPool as e:
+                    yield futures[fut], f"worker process died ({e})"
+                except Exception as e:
+                    yield futures[fut], f"{type(e).__name__}: {e}"
+                else:
+                    yield futures[fut], None
     finally:
         queue.put(None)
         reader.join(timeout=5)
-        bar_samples.close()
-        bar_shards.close()
-    return todo

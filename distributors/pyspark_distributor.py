@@ -5,26 +5,26 @@ Shards go in subjobs of ``subjob_size`` (one Spark job each, so a million shards
 stage), two subjobs in flight: with Spark's FIFO scheduler the second fills the executors the first
 leaves idle, so there is no straggler barrier between subjobs, and progress moves as each completes.
 
-Retries happen at two levels. Spark reruns a failed task up to ``spark.task.maxFailures`` times (``F``
-in ``local[N,F]``); a task that fails its last attempt returns the error instead of raising, because a
-task that exhausts its retries aborts its whole stage, which would kill the healthy shards of the
-subjob with it. Then our loop resubmits shards without ``_stats.json`` up to ``max_shard_retry`` times.
+Spark reruns a failed task up to ``spark.task.maxFailures`` times (``F`` in ``local[N,F]``); a task that
+fails its last attempt returns the error instead of raising, because a task that exhausts its retries
+aborts its whole stage, which would kill the healthy shards of the subjob with it. The runner then
+resubmits the shards that are not done, as it does for every distributor.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-import fsspec
 from tqdm import tqdm
 
 from v2d_vox.config import Job
 from v2d_vox.worker import process_shard
+
+REPORTS_SAMPLES = False
 
 
 def session(master: str | None = None, task_max_failures: int = 2):
@@ -67,13 +67,12 @@ def _shard_task(job: Job, max_failures: int) -> Callable[[int], tuple[int, str |
     return task
 
 
-def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], None], *,
-        max_shard_retry: int = 1, subjob_size: int = 100, master: str | None = None,
-        task_max_failures: int = 2, progress: bool = True) -> list[int]:
+def run(job: Job, shard_ids: list[int], *, on_sample: Callable[[], None] | None = None,
+        subjob_size: int = 100, master: str | None = None,
+        task_max_failures: int = 2) -> Iterator[tuple[int, str | None]]:
     """``master`` and ``task_max_failures`` only apply when no SparkSession is active."""
     sc = session(master, task_max_failures).sparkContext
     task = _shard_task(job, _max_failures(sc))
-    fs, root = fsspec.core.url_to_fs(job.output_folder)
 
     def subjob(ids: list[int]) -> dict[int, str]:
         sc.setJobDescription(f"v2d_vox shards {ids[0]}..{ids[-1]}")
@@ -83,25 +82,10 @@ def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], N
             tqdm.write(f"spark: the subjob of shards {ids[0]}..{ids[-1]} aborted: {str(e)[:1000]}")
             return dict.fromkeys(ids, "its subjob aborted")
 
-    todo = list(shard_ids)
-    with tqdm(total=len(todo), desc="shards", unit="shard", disable=not progress) as bar:
-        for attempt in range(max_shard_retry + 1):
-            failed = []
-            with ThreadPoolExecutor(2) as pool:
-                chunks = [todo[i:i + subjob_size] for i in range(0, len(todo), subjob_size)]
-                futures = {pool.submit(subjob, chunk): chunk for chunk in chunks}
-                for future in as_completed(futures):
-                    errors = future.result()
-                    for sid in futures[future]:
-                        path = f"{root}/{sid:05d}_stats.json"
-                        if fs.exists(path):  # done iff stats exist, whatever the task said
-                            bar.update(1)
-                            on_shard(sid, json.loads(fs.cat(path)))
-                        else:
-                            failed.append(sid)
-                            tqdm.write(f"shard {sid:05d} failed (attempt {attempt + 1}): "
-                                       f"{errors.get(sid, 'no stats written')}")
-            todo = sorted(failed)
-            if not todo:
-                break
-    return todo
+    with ThreadPoolExecutor(2) as pool:
+        chunks = [shard_ids[i:i + subjob_size] for i in range(0, len(shard_ids), subjob_size)]
+        futures = {pool.submit(subjob, chunk): chunk for chunk in chunks}
+        for future in as_completed(futures):
+            errors = future.result()
+            for sid in futures[future]:
+                yield sid, errors.get(sid)

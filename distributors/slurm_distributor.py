@@ -1,4 +1,4 @@
-"""Slurm: one ``sbatch`` array job per attempt, one array task per group of ``shards_per_task`` shards.
+"""Slurm: one ``sbatch`` array job per call, one array task per group of ``shards_per_task`` shards.
 
 Why a plain sbatch script and not submitit:
 - submitit watches its jobs with ``sacct``, which needs Slurm accounting (slurmdbd); many small clusters
@@ -9,14 +9,13 @@ Why a plain sbatch script and not submitit:
 - An array gives one job id for the run, ``%N`` throttling and ``scancel JOBID_TASK`` for free.
 
 A job that leaves the queue has not necessarily succeeded (video2dataset only waits for the queue to
-empty). Here a shard is done iff its ``_stats.json`` exists; a task's state (``scontrol show job``) and
-exit code (``JOBID_TASK.exit``, written by the script) only explain why a shard is missing. Missing
-shards are resubmitted as a new array up to ``max_shard_retry`` times, then reported as failed.
+empty). A task has ended when its script wrote ``JOBID_TASK.exit`` or Slurm shows a final state; its
+state (``scontrol show job``) and exit code then explain why a shard is missing. Whether a shard is
+done is the runner's check (its stats exist), and the runner resubmits missing shards as a new array.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -24,30 +23,31 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from tqdm import tqdm
 
 from v2d_vox.config import Job
 from v2d_vox.errors import ConfigError
+from v2d_vox.layout import JOB, Layout
 from v2d_vox.worker import process_shard
+
+REPORTS_SAMPLES = False
 
 # Job states in which a task may still write its shard; any other state is final.
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "RESIZING",
           "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
 
 
-def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], None], *,
-        max_shard_retry: int = 1, shards_per_task: int = 1, max_parallel: int | None = None,
-        job_name: str = "v2d_vox", log_folder: str | None = None, venv: str | None = None,
-        conda_env: str | None = None, setup: str | Sequence[str] = (), python: str | None = None,
-        sbatch_args: Sequence[str] = (), poll_seconds: float = 5.0, progress: bool = True,
-        **sbatch_options: Any) -> list[int]:
-    """Submit, wait, resubmit the missing shards; return the shards still missing.
+def run(job: Job, shard_ids: list[int], *, on_sample: Callable[[], None] | None = None,
+        shards_per_task: int = 1, max_parallel: int | None = None, job_name: str = "v2d_vox",
+        log_folder: str | None = None, venv: str | None = None, conda_env: str | None = None,
+        setup: str | Sequence[str] = (), python: str | None = None, sbatch_args: Sequence[str] = (),
+        poll_seconds: float = 5.0, **sbatch_options: Any) -> Iterator[tuple[int, str | None]]:
+    """Submit one array job for ``shard_ids`` and yield each task's shards as the task ends.
 
     Any other keyword is an sbatch long option: ``partition``, ``account``, ``time``, ``cpus_per_task``,
     ``mem``, ``constraint``, ``exclude``, ``nodelist``, ``qos``, ``gres`` ... (``True`` gives a bare flag).
@@ -57,10 +57,10 @@ def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], N
     """
     if shards_per_task < 1:
         raise ConfigError(f"shards_per_task must be >= 1, got {shards_per_task}")
-    fs, root = fsspec.core.url_to_fs(job.output_folder)
-    if log_folder is None and not isinstance(fs, LocalFileSystem):
+    layout = Layout(job.output_folder)
+    if log_folder is None and not isinstance(layout.fs, LocalFileSystem):
         raise ConfigError("the output folder is remote: pass distributor_args={'log_folder': <shared path>}")
-    logs = Path(log_folder or f"{root}/_slurm").absolute()
+    logs = Path(log_folder or f"{layout.root}/_slurm").absolute()
     logs.mkdir(parents=True, exist_ok=True)
     setup = [setup] if isinstance(setup, str) else list(setup)
     if venv:
@@ -70,33 +70,22 @@ def run(job: Job, shard_ids: list[int], on_shard: Callable[[int, dict | None], N
     python = python or ("python" if venv or conda_env else sys.executable)
     options = {"job-name": job_name, "output": f"{logs}/%A_%a.out", "chdir": os.getcwd(),
                **{k.replace("_", "-"): v for k, v in sbatch_options.items() if v is not None}}
-
-    todo = list(shard_ids)
-    with tqdm(total=len(todo), desc="shards", unit="shard", disable=not progress) as bar:
-        for attempt in range(max_shard_retry + 1):
-            groups = [todo[i:i + shards_per_task] for i in range(0, len(todo), shards_per_task)]
-            array = f"0-{len(groups) - 1}" + (f"%{max_parallel}" if max_parallel else "")
-            script = _script(job.output_folder, groups, logs, {**options, "array": array},
-                             sbatch_args, setup, python)
-            job_id = _submit(script, logs)
-            tqdm.write(f"slurm: array job {job_id}, {len(groups)} task(s) for {len(todo)} shard(s), "
-                       f"attempt {attempt + 1}/{max_shard_retry + 1}; logs in {logs}")
-            try:
-                _wait(job_id, len(groups), set(todo), fs, root, logs, on_shard, bar, poll_seconds)
-            except KeyboardInterrupt:
-                subprocess.run(["scancel", job_id], check=False)
-                raise
-            done = _done(fs, root)
-            todo = [s for s in todo if s not in done]
-            states = (_task_states(job_id) or {}) if todo else {}
-            for i, group in enumerate(groups):
-                if set(group) & set(todo):
-                    tqdm.write(f"slurm: task {job_id}_{i} (shards {group}) ended {_why(states, logs, job_id, i)}"
-                               f"; its shards without stats: {sorted(set(group) & set(todo))}; "
-                               f"log {logs}/{job_id}_{i}.out")
-            if not todo:
-                break
-    return todo
+    groups = [shard_ids[i:i + shards_per_task] for i in range(0, len(shard_ids), shards_per_task)]
+    array = f"0-{len(groups) - 1}" + (f"%{max_parallel}" if max_parallel else "")
+    script = _script(job.output_folder, groups, logs, {**options, "array": array}, sbatch_args, setup, python)
+    job_id = _submit(script, logs)
+    tqdm.write(f"slurm: array job {job_id}, {len(groups)} task(s) for {len(shard_ids)} shard(s); logs in {logs}")
+    finished = False
+    try:
+        for i, why in _ended_tasks(job_id, len(groups), logs, poll_seconds):
+            error = None if why.endswith("with exit code 0") else (
+                f"task {job_id}_{i} (shards {groups[i]}) ended {why}; log {logs}/{job_id}_{i}.out")
+            for sid in groups[i]:
+                yield sid, error
+        finished = True
+    finally:
+        if not finished:  # interrupted (Ctrl-C, or the caller stopped listening): leave nothing running
+            subprocess.run(["scancel", job_id], check=False)
 
 
 def _script(output_folder: str, groups: list[list[int]], logs: Path, options: dict[str, Any],
@@ -124,12 +113,6 @@ def _submit(script: str, logs: Path) -> str:
     return job_id
 
 
-def _done(fs: fsspec.AbstractFileSystem, root: str) -> set[int]:
-    """Shards with stats, from one listing (one call, also on object stores)."""
-    names = (p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
-    return {int(n[:5]) for n in names if re.fullmatch(r"\d{5}_stats\.json", n)}
-
-
 def _task_states(job_id: str) -> dict[str, tuple[str, str]] | None:
     """Array index (or index range, while pending) -> (JobState, ExitCode); {} once Slurm forgot the
     job (MinJobAge), None when scontrol did not answer (keep waiting)."""
@@ -140,24 +123,21 @@ def _task_states(job_id: str) -> dict[str, tuple[str, str]] | None:
     return {r.get("ArrayTaskId", "?"): (r["JobState"], r.get("ExitCode", "?")) for r in records}
 
 
-def _wait(job_id: str, n_tasks: int, pending: set[int], fs: fsspec.AbstractFileSystem, root: str,
-          logs: Path, on_shard: Callable[[int, dict | None], None], bar: tqdm,
-          poll_seconds: float) -> None:
-    """Report shards as their stats appear, until every task has ended (or every shard is done)."""
-    delay = 0.2
-    while True:
-        finished = len(list(logs.glob(f"{job_id}_*.exit"))) == n_tasks
-        if not finished:
-            states = _task_states(job_id)
-            finished = states is not None and not ACTIVE & {s for s, _ in states.values()}
-        for sid in sorted(pending & _done(fs, root)):  # after `finished`: a task writes stats before it ends
-            pending.discard(sid)
-            on_shard(sid, json.loads(fs.cat(f"{root}/{sid:05d}_stats.json")))
-            bar.update(1)
-        if finished or not pending:
-            return
-        time.sleep(delay)
-        delay = min(poll_seconds, delay * 1.5)
+def _ended_tasks(job_id: str, n_tasks: int, logs: Path, poll_seconds: float) -> Iterator[tuple[int, str]]:
+    """(task index, how it ended) for each task of the array, as each ends."""
+    pending, delay = set(range(n_tasks)), 0.2
+    while pending:
+        exits = {i for i in pending if (logs / f"{job_id}_{i}.exit").exists()}
+        states = {} if exits == pending else _task_states(job_id)
+        if states is not None:
+            final = {int(k) for k, (state, _) in states.items() if k.isdigit() and state not in ACTIVE}
+            forgotten = pending if not states else set()  # Slurm forgot the job: every task has ended
+            for i in sorted(pending & (exits | final | forgotten)):
+                pending.discard(i)
+                yield i, _why(states, logs, job_id, i)
+        if pending:
+            time.sleep(delay)
+            delay = min(poll_seconds, delay * 1.5)
 
 
 def _why(states: dict[str, tuple[str, str]], logs: Path, job_id: str, index: int) -> str:
@@ -171,11 +151,11 @@ def _why(states: dict[str, tuple[str, str]], logs: Path, job_id: str, index: int
 def main(argv: list[str] | None = None) -> int:
     """The array task: ``python -m distributors.slurm_distributor OUTPUT_FOLDER SHARD_ID...``."""
     output_folder, *shards = sys.argv[1:] if argv is None else argv
-    fs, root = fsspec.core.url_to_fs(output_folder)
-    job = Job.from_json(fs.cat(f"{root}/_job.json").decode())
+    layout = Layout(output_folder)
+    job = Job.from_dict(layout.read_json(JOB))
     failed = 0
     for sid in map(int, shards):
-        if fs.exists(f"{root}/{sid:05d}_stats.json"):  # a requeued task: done before it was preempted
+        if layout.is_done(sid):  # a requeued task: done before it was preempted
             continue
         try:
             process_shard(job, sid)

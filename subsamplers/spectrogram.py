@@ -1,8 +1,8 @@
 """Log-mel spectrogram of each output's audio, stored as ``KEY.mel.npy`` (array stage).
 
-Uses ``v2d_vox.mel.log_mel``, the same function the loader runs on the fly, so a stored mel and one
-computed at training time agree. Its parameters go into the json under ``mel`` so the loader (or a
-reader years later) knows exactly what the array holds."""
+The step is a ``v2d_vox.melspec.MelSpec``, the dataclass the loader's ``LogMel`` is built from, and it
+writes that spec into the json under ``mel``: a reader years later knows exactly what the array holds,
+and ``LogMel.from_json(json)`` computes the same thing on the fly."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import av
 import numpy as np
 
 from v2d_vox.errors import SubsampleError
-from v2d_vox.sample import AUDIO_EXTS, VIDEO_EXTS, Sample
+from v2d_vox.melspec import MelSpec
+from v2d_vox.sample import MEL, Sample, audio_member
 from v2d_vox.subsampler import Subsampler, register
 
 
@@ -38,43 +39,27 @@ def decode_audio(data: bytes, sample_rate: int) -> np.ndarray:
 
 @register("spectrogram")
 @dataclass
-class Spectrogram(Subsampler):
+class Spectrogram(Subsampler, MelSpec):
+    """A ``MelSpec`` computed from each output's audio and stored as ``dtype``; the spec goes into the json
+    under ``mel`` (with the array's shape and dtype), which is all the loader needs to compute the same."""
+
     stage = "array"
-    sample_rate: int = 16000
-    n_fft: int = 512
-    win_length: int | None = 400
-    hop_length: int = 160
-    n_mels: int = 80
-    f_min: float = 0.0
-    f_max: float | None = None
-    power: float = 2.0
-    mel_scale: str = "htk"
-    norm: str | None = None
-    log_floor: float = 1e-6
     dtype: str = "float16"
 
     def __post_init__(self):
-        if self.mel_scale not in ("htk", "slaney") or self.norm not in (None, "slaney"):
-            raise ValueError(f"mel_scale must be htk|slaney and norm None|slaney, got {self.mel_scale}, {self.norm}")
+        super().__post_init__()
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32, got {self.dtype!r}")
-        if self.win_length is not None and self.win_length > self.n_fft:
-            raise ValueError(f"win_length={self.win_length} > n_fft={self.n_fft}")
 
     def apply(self, sample: Sample) -> None:
         import torch  # here, not at module level: every chain imports the registry, few need torch
 
-        from v2d_vox.mel import log_mel
-
-        ext = next((e for e in AUDIO_EXTS + VIDEO_EXTS if e in sample.files), None)
+        ext = audio_member(sample.files)
         if ext is None:
             raise SubsampleError("spectrogram: the sample has no audio member")
-        pcm = torch.from_numpy(decode_audio(sample.files[ext], self.sample_rate))
-        mel = log_mel(pcm, self.sample_rate, n_fft=self.n_fft, win_length=self.win_length,
-                      hop_length=self.hop_length, n_mels=self.n_mels, f_min=self.f_min, f_max=self.f_max,
-                      power=self.power, mel_scale=self.mel_scale, norm=self.norm, log_floor=self.log_floor)
+        mel = self(torch.from_numpy(decode_audio(sample.files[ext], self.sample_rate)))
         buf = io.BytesIO()
         np.save(buf, mel.numpy().astype(self.dtype))
-        sample.files["mel.npy"] = buf.getvalue()
-        sample.meta["mel"] = {**self.describe(), "shape": list(mel.shape), "source_member": ext,
-                              "layout": "(n_mels, frames), natural log"}
+        sample.files[MEL] = buf.getvalue()
+        sample.meta["mel"] = {**self.spec(), "dtype": self.dtype, "shape": list(mel.shape),
+                              "source_member": ext, "layout": "(n_mels, frames), natural log"}

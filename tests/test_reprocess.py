@@ -16,7 +16,8 @@ import v2d_vox
 from v2d_vox.cli import main
 from v2d_vox.config import load_config
 from v2d_vox.errors import ConfigError
-from v2d_vox.shards import list_shards, read_tar, shard_ids
+from v2d_vox.shards import list_shards, shard_ids
+from v2d_vox.tars import read_tar
 
 DATA = Path(__file__).parent / "data"  # not `from conftest import`: tests/loader has a conftest too
 TALKING_HEADS = [

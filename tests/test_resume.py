@@ -94,6 +94,9 @@ def test_wandb_offline_run_gets_the_summary(tmp_path, monkeypatch):
     assert summary["samples"] == 4
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
-    record = runs[0].read_bytes()  # wandb's protobuf log: our keys are stored as plain strings
-    for key in (b"shards_done", b"samples_per_s", b"bytes_downloaded", b"v2d-test"):
+    keys = (b"shards_done", b"samples_per_s", b"bytes_downloaded", b"v2d-test")
+    deadline = time.time() + 60  # wandb's service process may still be flushing the file on a busy machine
+    while not all(k in (record := runs[0].read_bytes()) for k in keys) and time.time() < deadline:
+        time.sleep(0.5)
+    for key in keys:  # wandb's protobuf log: our keys are stored as plain strings
         assert key in record, key

@@ -13,9 +13,9 @@ import pytest
 from test_reprocess import DATA, TALKING_HEADS, make_tar
 
 import v2d_vox
+from v2d_vox.checks import flag_identities
 from v2d_vox.cli import main
-from v2d_vox.scan import flag_identities
-from v2d_vox.shards import read_tar
+from v2d_vox.tars import read_tar
 
 CHECKS = {"min_duration": 1.5, "require_audio": True, "identity_field": "identity"}
 
@@ -61,7 +61,7 @@ def test_scan_reports_exactly_the_planted_samples(planted, tmp_path):
     assert all(len(r["reasons"]) == 1 for r in bad)
     assert json.loads((report / "summary.json").read_text())["bad_samples"] == 6
 
-    assert sorted(p.name for p in clean.iterdir()) == ["00000.tar", "00001.tar"]
+    assert sorted(p.name for p in clean.glob("*.tar")) == ["00000.tar", "00001.tar"]
     assert [k for k, _ in read_tar(str(clean / "00000.tar"))] == ["a1", "a2", "b1"]
     assert [k for k, _ in read_tar(str(clean / "00001.tar"))] == ["b2"]
     assert dict(read_tar(str(clean / "00001.tar")))["b2"] == dict(read_tar(str(planted / "00001.tar")))["b2"]

@@ -3,7 +3,6 @@ distributor (a forked process, a Spark executor, a Slurm task) rebuilds the same
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,9 @@ import yaml
 from .errors import ConfigError
 
 PRESETS = Path(__file__).parent / "presets"
-OUTPUT_FORMATS = ("webdataset", "files", "parquet")
+OUTPUT_FORMATS = ("webdataset", "files", "parquet", "none")
+SOURCES = ("table", "shards")
+TASKS = ("curate", "scan", "clean")
 INCREMENTAL_MODES = ("incremental", "overwrite")
 
 
@@ -42,23 +43,31 @@ class Job:
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     source: str = "table"  # "table": rows from _inputs/*.arrow; "shards": samples from existing tars
     input_shards: list[str] = field(default_factory=list)  # for source == "shards"
+    task: str = "curate"  # curate: run the subsamplers; scan: check samples; clean: copy the good ones
+    options: dict[str, Any] = field(default_factory=dict)  # the task's own: scan's checks, clean's report
 
     def __post_init__(self):
         if isinstance(self.reader, dict):
             self.reader = ReaderConfig(**self.reader)
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"output_format={self.output_format!r}; choose one of {OUTPUT_FORMATS}")
+        if self.source not in SOURCES or self.task not in TASKS:
+            raise ConfigError(f"source={self.source!r}, task={self.task!r}; choose from {SOURCES}, {TASKS}")
         if self.thread_count < 1:
             raise ConfigError(f"thread_count must be >= 1, got {self.thread_count}")
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def from_json(cls, text: str) -> Job:
-        data = json.loads(text)
+    def from_dict(cls, data: dict[str, Any]) -> Job:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def same_dataset(self, other: Job) -> bool:
+        """Whether resuming ``other`` with this job keeps one dataset in the folder."""
+        key = ("task", "subsamplers", "output_format", "options")
+        return all(getattr(self, k) == getattr(other, k) for k in key)
 
 
 def load_config(config: str | dict | None) -> dict[str, Any]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from subsamplers import build_chain
+
 from .config import Job, ReaderConfig, load_config
+from .logger import format_summary
 from .runner import prepare, run_job
 from .sharding import TableSpec, shard_tables
-from .subsampler import Chain
 
 
 def download(
@@ -58,15 +60,17 @@ def download(
         progress: show progress bars (the summary is printed either way).
     """
     subsamplers = load_config(config)["subsamplers"]
-    Chain.from_specs(subsamplers)  # fail fast on unknown names or arguments
+    build_chain(subsamplers)  # fail fast on unknown names or arguments
     job = Job(output_folder=output_folder, subsamplers=subsamplers, output_format=output_format,
               thread_count=thread_count,
               reader=ReaderConfig(connect_timeout=connect_timeout, timeout=timeout, retries=retries,
                                   max_size_mb=max_size_mb, user_agent=user_agent))
-    distributor_args = prepare(output_folder, incremental_mode, distributor, distributor_args, processes_count,
-                               max_shard_retry)
+    prepare(output_folder, incremental_mode, distributor)
     spec = TableSpec(input_format, url_col, caption_col, clip_col, save_additional_columns, samples_per_shard)
     n_shards, rows = shard_tables(url_list, output_folder, spec)
-    return run_job(job, list(range(n_shards)), distributor=distributor, distributor_args=distributor_args,
-                   enable_wandb=enable_wandb, wandb_project=wandb_project, progress=progress,
-                   total_samples=rows)
+    summary = run_job(job, list(range(n_shards)), distributor=distributor, distributor_args=distributor_args,
+                      processes_count=processes_count, max_shard_retry=max_shard_retry,
+                      enable_wandb=enable_wandb, wandb_project=wandb_project, progress=progress,
+                      total_samples=rows)
+    print(format_summary(summary), flush=True)
+    return summary

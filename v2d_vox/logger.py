@@ -2,59 +2,50 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from typing import Any
 
-import fsspec
-
-from .errors import STATUSES
-
-
-def load_stats(output_folder: str, shard_ids: list[int]) -> dict[int, dict[str, Any]]:
-    fs, root = fsspec.core.url_to_fs(output_folder)
-    out = {}
-    for sid in shard_ids:
-        path = f"{root}/{sid:05d}_stats.json"
-        if fs.exists(path):
-            out[sid] = json.loads(fs.cat(path))
-    return out
+from .config import Job
+from .errors import STATUSES, SUCCESS
+from .layout import Layout
 
 
 class JobLogger:
-    def __init__(self, output_folder: str, config: dict[str, Any], enable_wandb: bool = False,
-                 wandb_project: str = "v2d_vox"):
-        self.output_folder = output_folder
+    def __init__(self, job: Job, distributor: str, enable_wandb: bool = False, wandb_project: str = "v2d_vox"):
+        self.job, self.layout = job, Layout(job.output_folder)
         self.start = time.time()
         self.run = None
         if enable_wandb:
             import wandb  # optional extra: imported only when asked for
 
+            config = {"job": job.to_dict(), "distributor": distributor}
             self.run = wandb.init(project=wandb_project, config=config, dir=None, reinit=True)
 
-    def shard_done(self, shard_id: int, stats: dict[str, Any] | None) -> None:
-        if self.run is not None and stats:
-            self.run.log({"shard_id": shard_id, "samples_per_s": stats["count"] / max(stats["duration"], 1e-9),
-                          **{k: stats[k] for k in ("count", "successes", "outputs", "bytes_downloaded")}})
+    def shard_done(self, shard_id: int, stats: dict[str, Any]) -> None:
+        if self.run is not None:
+            counts = {k: v for k, v in stats.items() if type(v) in (int, float) and not k.endswith("_time")}
+            self.run.log({**counts, "samples_per_s": stats["count"] / max(stats["duration"], 1e-9)})
 
     def summary(self, shard_ids: list[int], skipped: list[int]) -> dict[str, Any]:
-        stats = load_stats(self.output_folder, shard_ids)
+        done = self.layout.done()
+        stats = {sid: self.layout.read_stats(sid) for sid in shard_ids if sid in done}
         wall = time.time() - self.start
-        statuses = Counter({s: sum(st.get(s if s != "success" else "successes", 0) for st in stats.values())
-                            for s in STATUSES})
-        errors = Counter()
-        for st in stats.values():
-            errors.update({k: v for k, v in st["status_dict"].items() if k != "success"})
-        count = sum(st["count"] for st in stats.values())
         ran = sum(st["count"] for sid, st in stats.items() if sid not in set(skipped))
-        summary = {
+        summary: dict[str, Any] = {
             "shards_total": len(shard_ids), "shards_done": len(stats), "shards_skipped": len(skipped),
-            "shards_failed": sorted(set(shard_ids) - set(stats)), "samples": count,
-            "status": dict(statuses), "outputs": sum(st["outputs"] for st in stats.values()),
-            "top_errors": dict(errors.most_common(10)), "wall_seconds": round(wall, 2),
+            "shards_failed": sorted(set(shard_ids) - set(stats)),
+            "samples": sum(st["count"] for st in stats.values()),
+            "outputs": sum(st["outputs"] for st in stats.values()), "wall_seconds": round(wall, 2),
             "samples_per_s": round(ran / wall, 2) if wall > 0 else None,
         }
+        if self.job.task == "curate":
+            summary["status"] = {s: sum(st.get("successes" if s == SUCCESS else s, 0) for st in stats.values())
+                                 for s in STATUSES}
+            errors = Counter()
+            for st in stats.values():
+                errors.update({k: v for k, v in st["status_dict"].items() if k != SUCCESS})
+            summary["top_errors"] = dict(errors.most_common(10))
         if self.run is not None:
             self.run.summary.update({k: v for k, v in summary.items() if k != "top_errors"})
             self.run.finish()

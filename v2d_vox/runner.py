@@ -1,22 +1,21 @@
-"""Running a Job: checks shared by every entry point, then `run_job` hands shards to a distributor."""
+"""The one run loop. ``download``, ``reprocess`` and ``scan`` are jobs over shards; this module owns
+what they share: argument checks, the done-check (``NNNNN_stats.json`` exists), attempts and progress.
+A distributor only runs the shard ids it is given, once each, and says how each ended."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
-import re
 from typing import Any
 
-import fsspec
+from tqdm import tqdm
 
-from distributors import get as get_distributor
+import distributors
 
 from .config import INCREMENTAL_MODES, Job
 from .errors import ConfigError, V2DError
-from .logger import JobLogger, format_summary
-from .sharding import INPUTS
-from .writers import TMP
-
-_OURS = re.compile(r"^\d{5}(\.tar|\.parquet|_media\.parquet|_stats\.json)?$")
+from .layout import JOB, Layout
+from .logger import JobLogger
 
 
 def guard_spawn() -> None:
@@ -26,65 +25,76 @@ def guard_spawn() -> None:
             "under `if __name__ == \"__main__\":` in your script")
 
 
-def clear_output(output_folder: str) -> None:
-    """Delete what v2d_vox wrote here (shards, inputs, temp files), and nothing else."""
-    fs, root = fsspec.core.url_to_fs(output_folder)
-    if not fs.exists(root):
-        return
-    for path in fs.ls(root, detail=False):
-        name = path.rstrip("/").rsplit("/", 1)[-1]
-        if _OURS.match(name) or name in (INPUTS, TMP, "_job.json"):
-            fs.rm(path, recursive=True)
-
-
-def _check_job_file(fs, root: str, job: Job) -> None:
-    """Resuming with another config would mix two datasets in one folder: refuse."""
-    path = f"{root}/_job.json"
-    if fs.exists(path):
-        old = Job.from_json(fs.cat(path).decode())
-        if (old.subsamplers, old.output_format) != (job.subsamplers, job.output_format):
-            raise ConfigError(f"{root} holds a job with another config or output_format; "
-                              "use incremental_mode='overwrite' or a new output folder")
-    with fs.open(path, "w") as f:
-        f.write(job.to_json())
-
-
-def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessing",
-            distributor_args: dict[str, Any] | None = None, enable_wandb: bool = False,
-            wandb_project: str = "v2d_vox", progress: bool = True, total_samples: int | None = None,
-            ) -> dict[str, Any]:
-    run = get_distributor(distributor)
-    fs, root = fsspec.core.url_to_fs(job.output_folder)
-    _check_job_file(fs, root, job)
-    done = [s for s in shard_ids if fs.exists(f"{root}/{s:05d}_stats.json")]
-    todo = [s for s in shard_ids if s not in set(done)]
-    logger = JobLogger(job.output_folder, {"job": job.to_json(), "distributor": distributor},
-                       enable_wandb, wandb_project)
-    args = dict(distributor_args or {})
-    args.setdefault("progress", progress)
-    if distributor == "multiprocessing":
-        args.setdefault("total_samples", total_samples)
-    if todo:
-        run(job, todo, logger.shard_done, **args)
-    summary = logger.summary(shard_ids, done)
-    if fs.exists(f"{root}/{TMP}") and not fs.ls(f"{root}/{TMP}"):
-        fs.rm(f"{root}/{TMP}", recursive=True)
-    print(format_summary(summary), flush=True)
-    return summary
-
-
-def prepare(output_folder: str, incremental_mode: str, distributor: str, distributor_args: dict[str, Any] | None,
-            processes_count: int | None, max_shard_retry: int) -> dict[str, Any]:
-    """Validate the run options, clear old output in overwrite mode; return the distributor's arguments."""
+def prepare(output_folder: str, incremental_mode: str, distributor: str) -> Layout:
+    """Check the run options, clear old output in overwrite mode, and create the folder."""
     guard_spawn()
     if incremental_mode not in INCREMENTAL_MODES:
         raise ConfigError(f"incremental_mode={incremental_mode!r}; choose one of {INCREMENTAL_MODES}")
-    get_distributor(distributor)
-    args = {"max_shard_retry": max_shard_retry, **(distributor_args or {})}
-    if distributor == "multiprocessing":
-        args.setdefault("processes_count", processes_count)
+    distributors.get(distributor)
+    layout = Layout(output_folder)
     if incremental_mode == "overwrite":
-        clear_output(output_folder)
-    fs, root = fsspec.core.url_to_fs(output_folder)
-    fs.makedirs(root, exist_ok=True)
-    return args
+        layout.clear()
+    layout.fs.makedirs(layout.root, exist_ok=True)
+    return layout
+
+
+def _check_job_file(layout: Layout, job: Job) -> None:
+    """Resuming with another config would mix two datasets in one folder: refuse."""
+    if layout.exists(JOB) and not job.same_dataset(Job.from_dict(layout.read_json(JOB))):
+        raise ConfigError(f"{layout.folder} holds a job with another config or output_format; "
+                          "use incremental_mode='overwrite' or a new output folder")
+    layout.write_json(JOB, job.to_dict())
+
+
+class _Bars:
+    """Shards (and, where the distributor reports them, samples) done so far."""
+
+    def __init__(self, total: int, done: int, samples: int | None, show_samples: bool, enabled: bool):
+        self.shards = tqdm(total=total, initial=done, desc="shards", unit="shard", disable=not enabled)
+        self.samples = tqdm(total=samples, desc="samples", unit="sample", position=1,
+                            disable=not (enabled and show_samples))
+
+    def sample(self) -> None:
+        self.samples.update(1)
+
+    def close(self) -> None:
+        self.samples.close()
+        self.shards.close()
+
+
+def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessing",
+            distributor_args: dict[str, Any] | None = None, processes_count: int | None = None,
+            max_shard_retry: int = 1, enable_wandb: bool = False, wandb_project: str = "v2d_vox",
+            progress: bool = True, total_samples: int | None = None) -> dict[str, Any]:
+    """Run every shard not done yet, retrying failed ones ``max_shard_retry`` times; return the summary."""
+    if max_shard_retry < 0:
+        raise ConfigError(f"max_shard_retry must be >= 0, got {max_shard_retry}")
+    dist = distributors.get(distributor)
+    args = dict(distributor_args or {})
+    if dist.REPORTS_SAMPLES:  # the machine-local distributor: processes_count is its size
+        args.setdefault("processes_count", processes_count)
+    layout = Layout(job.output_folder)
+    _check_job_file(layout, job)
+    done_before = sorted(layout.done() & set(shard_ids))
+    todo = [s for s in shard_ids if s not in set(done_before)]
+    logger = JobLogger(job, distributor, enable_wandb, wandb_project)
+    bars = _Bars(len(shard_ids), len(done_before), total_samples, dist.REPORTS_SAMPLES, progress)
+    try:
+        for attempt in range(1, max_shard_retry + 2):
+            if not todo:
+                break
+            failed = []
+            with contextlib.closing(dist.run(job, todo, on_sample=bars.sample, **args)) as results:
+                for sid, error in results:
+                    if layout.is_done(sid):  # done iff its stats exist, whatever the distributor said
+                        logger.shard_done(sid, layout.read_stats(sid))
+                        bars.shards.update(1)
+                    else:
+                        failed.append(sid)
+                        tqdm.write(f"shard {sid:05d} failed (attempt {attempt}/{max_shard_retry + 1}): "
+                                   f"{error or 'no stats written'}")
+            todo = sorted(failed)
+    finally:
+        bars.close()
+    layout.tidy()
+    return logger.summary(shard_ids, done_before)

@@ -19,10 +19,11 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .errors import ConfigError
+from .layout import INPUTS, Layout, input_name
 
 FORMATS = ("csv", "tsv", "parquet", "json", "jsonl", "txt")
 _BATCH = 8192
-INPUTS = "_inputs"
+_DONE = f"{INPUTS}/_done.json"
 
 
 @dataclass
@@ -143,16 +144,15 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec)
     urls = list_inputs(url_list)
     fmts = [_format(u, spec.input_format) for u in urls]
     sig = signature(urls, spec)
-    fs, root = fsspec.core.url_to_fs(output_folder)
-    done = f"{root}/{INPUTS}/_done.json"
-    if fs.exists(done):
-        info = json.loads(fs.cat(done))
+    layout = Layout(output_folder)
+    if layout.exists(_DONE):
+        info = layout.read_json(_DONE)
         if info["signature"] == sig:
             return info["shards"], info["rows"]
         raise ConfigError(
             f"{output_folder} was made from other inputs or arguments (signature {info['signature']} != {sig}); "
             "use incremental_mode='overwrite' or a new output folder")
-    fs.makedirs(f"{root}/{INPUTS}", exist_ok=True)
+    layout.fs.makedirs(layout.path(INPUTS), exist_ok=True)
     width = len(str(spec.samples_per_shard - 1))
     shard_id, pending, rows = 0, [], 0
 
@@ -160,10 +160,10 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec)
         nonlocal shard_id
         keys = [f"{shard_id:05d}{i:0{width}d}" for i in range(table.num_rows)]
         table = table.add_column(0, "key", pa.array(keys, pa.string()))
-        tmp, final = f"{root}/{INPUTS}/{shard_id:05d}.arrow.tmp", f"{root}/{INPUTS}/{shard_id:05d}.arrow"
-        with fs.open(tmp, "wb") as f, ipc.new_file(f, table.schema) as w:
+        name = input_name(shard_id)
+        with layout.fs.open(layout.tmp(name), "wb") as f, ipc.new_file(f, table.schema) as w:
             w.write_table(table)
-        fs.mv(tmp, final)
+        layout.commit(name)
         shard_id += 1
 
     for url, fmt in zip(urls, fmts):
@@ -178,12 +178,11 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec)
                 buffered = pending[0].num_rows
     if pending and sum(t.num_rows for t in pending):
         flush(pa.concat_tables(pending, promote_options="permissive").combine_chunks())
-    with fs.open(done, "w") as f:
-        json.dump({"signature": sig, "shards": shard_id, "rows": rows, "inputs": urls}, f)
+    layout.write_json(_DONE, {"signature": sig, "shards": shard_id, "rows": rows, "inputs": urls})
     return shard_id, rows
 
 
 def read_shard(output_folder: str, shard_id: int) -> list[dict[str, Any]]:
-    fs, root = fsspec.core.url_to_fs(output_folder)
-    with fs.open(f"{root}/{INPUTS}/{shard_id:05d}.arrow", "rb") as f:
+    layout = Layout(output_folder)
+    with layout.fs.open(layout.path(input_name(shard_id)), "rb") as f:
         return ipc.open_file(f).read_all().to_pylist()

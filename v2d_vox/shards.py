@@ -1,24 +1,15 @@
-"""Existing tar shards: list them (brace patterns, lists, folders; local or fsspec), read them sample by
-sample, and copy samples into new deterministic tars.
-
-Both this project's layout (``KEY.mp4``, ``KEY.flac``, ``KEY.mel.npy``, ``KEY.json``, ``KEY.txt``) and
-video2dataset's (``KEY.mp4``, ``KEY.m4a``, ``KEY.json``, ``KEY.txt``) are webdataset tars: members are
-grouped into samples by key, the basename up to its first dot, as webdataset does."""
+"""Existing tar shards as a job's input: list them (brace patterns, lists, folders; local or fsspec) and
+number them as output shards. This project's shards and video2dataset's are both read by ``tars``."""
 
 from __future__ import annotations
 
-import io
 import re
-import tarfile
-from collections.abc import Iterable, Iterator
 
 import fsspec
 from braceexpand import braceexpand
 
 from .errors import ConfigError
-from .writers import TMP
 
-Members = dict[str, bytes]  # extension ("mp4", "mel.npy", "json") -> bytes, in tar order
 _NUMBERED = re.compile(r"^(\d+)\.tar$")
 
 
@@ -70,52 +61,3 @@ def shard_ids(urls: list[str]) -> dict[int, str]:
     if all(numbers) and len({int(m.group(1)) for m in numbers}) == len(urls):
         return {int(m.group(1)): u for m, u in zip(numbers, urls)}
     return dict(enumerate(urls))
-
-
-def _split(name: str) -> tuple[str, str] | None:
-    """``dir/KEY.ext.more`` -> (``dir/KEY``, ``ext.more``), as webdataset's ``base_plus_ext``."""
-    head, _, base = name.rpartition("/")
-    if "." not in base:
-        return None
-    stem, ext = base.split(".", 1)
-    return (f"{head}/{stem}" if head else stem), ext
-
-
-def read_tar(url: str) -> Iterator[tuple[str, Members]]:
-    """Samples of one tar in order, streamed (works for remote files). A key that comes back after other
-    keys, or repeats an extension, starts a new sample: duplicates stay visible to the caller."""
-    key, members = None, {}
-    with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
-        for info in tar:
-            parts = _split(info.name) if info.isfile() else None
-            if parts is None:
-                continue
-            k, ext = parts
-            if members and (k != key or ext in members):
-                yield key, members
-                members = {}
-            key = k
-            members[ext] = tar.extractfile(info).read()
-    if members:
-        yield key, members
-
-
-def write_tar(url: str, samples: Iterable[tuple[str, Members]]) -> int:
-    """Write samples to ``url`` the way ``writers.TarWriter`` does (fixed mtime/owner/mode, so the same
-    samples give identical bytes), through a temp file renamed into place. -> samples written."""
-    fs, path = fsspec.core.url_to_fs(url)
-    folder, _, name = path.rpartition("/")
-    tmp = f"{folder}/{TMP}/{name}"
-    fs.makedirs(f"{folder}/{TMP}", exist_ok=True)
-    count = 0
-    with fs.open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, members in samples:
-            for ext, data in members.items():
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size, info.mtime, info.mode = len(data), 0, 0o444
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tar.addfile(info, io.BytesIO(data))
-            count += 1
-    fs.mv(tmp, path)
-    return count

@@ -9,7 +9,9 @@ its `stage`, which decides the one hook the engine calls:
 - ``array`` -> ``apply(sample)``: work on each output sample (e.g. add ``mel.npy``).
 
 A user adds a subsampler in one file: decorate the class with ``@register("name")`` and refer to it
-in a config as ``name`` (after importing the file) or as ``"package.module:ClassName"``.
+in a config as ``name`` (after importing the file) or as ``"package.module:ClassName"``. The built-ins
+register when the ``subsamplers`` package is imported; the engine builds chains through
+``subsamplers.build_chain``, so this module never imports the package that imports it.
 """
 
 from __future__ import annotations
@@ -61,7 +63,6 @@ def register(name: str):
 
 
 def _lookup(name: str) -> type[Subsampler]:
-    importlib.import_module("subsamplers")  # the built-ins register themselves on import
     if name in REGISTRY:
         return REGISTRY[name]
     if ":" in name:

@@ -1,7 +1,10 @@
-"""One shard, start to end: rows -> read -> probe -> subsampler chain -> writer -> parquet -> stats.
+"""One shard, start to end: rows -> task -> writer, then the metadata parquet, then the stats.
 
-Rows run on a bounded thread pool (I/O and ffmpeg release the GIL) and are written in input
-order, so output does not depend on timing. Every row ends with exactly one metadata record."""
+A task turns one row into a metadata record and the samples to write: ``CurateTask`` reads, probes
+and runs the subsampler chain (download, reprocess), ``ScanTask`` checks a sample, ``CleanTask`` copies
+the good ones. Rows run on a bounded thread pool (I/O, PyAV and ffmpeg release the GIL) and are written
+in input order, so output does not depend on timing. Every row ends with exactly one metadata record,
+and ``NNNNN_stats.json`` is written last: its presence is what makes the shard done."""
 
 from __future__ import annotations
 
@@ -11,25 +14,31 @@ import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
-import fsspec
+import pyarrow as pa
+
+from subsamplers import build_chain
 
 from . import __version__
+from .checks import CleanTask, ScanTask
 from .config import Job
 from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError
 from .ffmpeg import run_plan
+from .layout import Layout
 from .plan import MediaPlan
-from .probe import probe
-from .reader import read
-from .reprocess import fetch_sample, tar_rows
 from .sample import Sample
-from .sharding import read_shard
+from .sources import SOURCES, Row
 from .subsampler import Chain
-from .writers import TMP, WRITERS, write_metadata, write_stats
+from .writers import WRITERS, write_metadata, write_stats
 
-Row = dict[str, Any]
+
+class Task(Protocol):
+    schema: pa.Schema | None  # of the metadata parquet; None: inferred from the records
+
+    def __call__(self, row: Row) -> tuple[Row, list[Sample]]: ...
+
+    def stats(self, records: list[Row]) -> dict[str, Any]: ...
 
 
 def run_chain(chain: Chain, sample: Sample) -> list[Sample]:
@@ -47,18 +56,6 @@ def run_chain(chain: Chain, sample: Sample) -> list[Sample]:
     return outputs
 
 
-def fetch_row(job: Job, row: Row) -> Sample:
-    """A table row -> a probed Sample holding the downloaded bytes."""
-    data = read(row["url"], job.reader)
-    info = probe(data)
-    meta = {k: v for k, v in row.items() if v is not None}
-    meta["probe"] = info
-    sample = Sample(row["key"], {info["ext"]: data}, meta)
-    if row.get("caption"):
-        sample.files["txt"] = str(row["caption"]).encode()
-    return sample
-
-
 def _flat_probe(info: dict[str, Any]) -> dict[str, Any]:
     v, a = info.get("video") or {}, info.get("audio") or {}
     return {
@@ -69,27 +66,46 @@ def _flat_probe(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def process_row(job: Job, chain: Chain, fetch: Callable[[Job, Row], Sample], row: Row):
-    """-> (metadata record, output samples). Never raises: failures become a status and a message."""
-    record: Row = {"key": row["key"], "status": SUCCESS, "error_message": None, "outputs": 0,
-                   **{k: v for k, v in row.items() if k != "key"}}
-    record.update(dict.fromkeys(_flat_probe({"format": None, "duration": None, "has_video": None,
-                                             "has_audio": None})))
-    outputs: list[Sample] = []
-    try:
-        sample = fetch(job, row)
-        record["bytes_downloaded"] = len(sample.media)
-        if "probe" in sample.meta:
-            record.update(_flat_probe(sample.meta["probe"]))
-        outputs = run_chain(chain, sample)
-        record["outputs"] = len(outputs)
-    except SampleError as e:
-        record["status"], record["error_message"] = e.status, str(e)
-    except Exception as e:  # a bug must cost one sample, not the shard
-        record["status"] = FAILED_TO_SUBSAMPLE
-        record["error_message"] = f"internal error: {type(e).__name__}: {str(e)[:200]}"
-        traceback.print_exc()
-    return record, outputs
+_NO_PROBE = dict.fromkeys(_flat_probe({"format": None, "duration": None, "has_video": None, "has_audio": None}))
+
+
+class CurateTask:
+    """Fetch a row's media from the job's source and run the subsampler chain on it."""
+
+    schema = None
+
+    def __init__(self, job: Job):
+        self.job, self.chain, self.fetch = job, build_chain(job.subsamplers), SOURCES[job.source][1]
+
+    def __call__(self, row: Row) -> tuple[Row, list[Sample]]:
+        """-> (metadata record, output samples). Never raises: failures become a status and a message."""
+        record: Row = {"key": row["key"], "status": SUCCESS, "error_message": None, "outputs": 0,
+                       **{k: v for k, v in row.items() if k != "key"}, **_NO_PROBE}
+        outputs: list[Sample] = []
+        try:
+            sample = self.fetch(self.job, row)
+            record["bytes_downloaded"] = len(sample.media)
+            if "probe" in sample.meta:
+                record.update(_flat_probe(sample.meta["probe"]))
+            outputs = run_chain(self.chain, sample)
+            record["outputs"] = len(outputs)
+        except SampleError as e:
+            record["status"], record["error_message"] = e.status, str(e)
+        except Exception as e:  # a bug must cost one sample, not the shard
+            record["status"] = FAILED_TO_SUBSAMPLE
+            record["error_message"] = f"internal error: {type(e).__name__}: {str(e)[:200]}"
+            traceback.print_exc()
+        return record, outputs
+
+    def stats(self, records: list[Row]) -> dict[str, Any]:
+        by_status = Counter(r["status"] for r in records)
+        status_dict = Counter(r["error_message"] or SUCCESS for r in records)
+        return {"successes": by_status[SUCCESS], **{s: by_status[s] for s in STATUSES if s != SUCCESS},
+                "bytes_downloaded": sum(r.get("bytes_downloaded") or 0 for r in records),
+                "status_dict": dict(sorted(status_dict.items())), "subsamplers": self.job.subsamplers}
+
+
+TASKS: dict[str, Callable[[Job], Task]] = {"curate": CurateTask, "scan": ScanTask, "clean": CleanTask}
 
 
 def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
@@ -101,43 +117,27 @@ def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window:
         pending.extend(pool.submit(fn, x) for x in itertools.islice(it, 1))
 
 
-SOURCES: dict[str, tuple[Callable[[Job, int], Iterable[Row]], Callable[[Job, Row], Sample]]] = {
-    "table": (lambda job, shard_id: read_shard(job.output_folder, shard_id), fetch_row),
-    "shards": (tar_rows, fetch_sample),
-}
-
-
 def process_shard(job: Job, shard_id: int, on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
-    fs, root = fsspec.core.url_to_fs(job.output_folder)
-    for stale in fs.glob(f"{root}/{TMP}/{shard_id:05d}*"):
-        fs.rm(stale, recursive=True)
-    fs.makedirs(f"{root}/{TMP}", exist_ok=True)
-    rows_of, fetch = SOURCES[job.source]
-    chain = Chain.from_specs(job.subsamplers)
-    writer = WRITERS[job.output_format](fs, root, shard_id)
+    """Run shard ``shard_id`` of ``job`` and return its stats (also written, last, as NNNNN_stats.json)."""
+    layout = Layout(job.output_folder)
+    layout.clear_stale(shard_id)
+    rows = SOURCES[job.source][0](job, shard_id)
+    task = TASKS[job.task](job)
+    writer = WRITERS[job.output_format](layout, shard_id)
     start = time.time()
     records = []
     with ThreadPoolExecutor(job.thread_count) as pool:
-        work = partial(process_row, job, chain, fetch)
-        for record, outputs in ordered_map(pool, work, rows_of(job, shard_id), 2 * job.thread_count):
+        for record, outputs in ordered_map(pool, task, rows, 2 * job.thread_count):
             for out in outputs:
                 writer.write(out)
             records.append(record)
             if on_sample:
                 on_sample()
     writer.close()
-    write_metadata(fs, root, shard_id, records)
+    write_metadata(layout, shard_id, records, task.schema)
     end = time.time()
-    by_status = Counter(r["status"] for r in records)
-    status_dict = Counter(r["error_message"] or SUCCESS for r in records)
-    stats = {
-        "shard_id": shard_id, "count": len(records), "successes": by_status[SUCCESS],
-        **{s: by_status[s] for s in STATUSES if s != SUCCESS},
-        "outputs": writer.count, "bytes_written": writer.bytes,
-        "bytes_downloaded": sum(r.get("bytes_downloaded") or 0 for r in records),
-        "duration": round(end - start, 3), "start_time": start, "end_time": end,
-        "status_dict": dict(sorted(status_dict.items())), "subsamplers": job.subsamplers,
-        "v2d_vox_version": __version__,
-    }
-    write_stats(fs, root, shard_id, stats)
+    stats = {"shard_id": shard_id, "task": job.task, "count": len(records), "outputs": writer.count,
+             "bytes_written": writer.bytes, "duration": round(end - start, 3), "start_time": start,
+             "end_time": end, "v2d_vox_version": __version__, **task.stats(records)}
+    write_stats(layout, shard_id, stats)
     return stats

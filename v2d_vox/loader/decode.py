@@ -17,10 +17,9 @@ import av
 import numpy as np
 import torch
 
+from .. import sample as contract
+from ..sample import AUDIO_EXTS, JSON, MEL, TXT, VIDEO_EXTS
 from .state import LoaderStats
-
-VIDEO_EXTS = ("mp4", "webm", "mkv", "avi", "mov")
-AUDIO_EXTS = ("m4a", "flac", "wav", "mp3", "ogg", "opus")
 
 
 @dataclass(frozen=True)
@@ -51,9 +50,8 @@ class DecodeConfig:
 
 
 def video_id(sample: dict) -> str:
-    """The source video of a clip: json "video_id", else "source_key", else the key before its last "_"."""
-    meta = sample.get("json") or {}
-    return str(meta.get("video_id") or meta.get("source_key") or sample["__key__"].rsplit("_", 1)[0])
+    """The source video of a decoded sample (``v2d_vox.sample.video_id`` of its json and key)."""
+    return contract.video_id(sample.get(JSON) or {}, sample["__key__"])
 
 
 def _duration(container: av.container.InputContainer) -> float | None:
@@ -127,15 +125,15 @@ def read_audio(data: bytes, start: float, cfg: DecodeConfig) -> torch.Tensor:
 
 def decode_sample(sample: dict, cfg: DecodeConfig, rng: random.Random) -> dict:
     """Raw webdataset sample -> dict with "video", "audio" or "mel" tensors, "json", "start"."""
-    meta = json.loads(sample["json"]) if "json" in sample else {}
+    meta = json.loads(sample[JSON]) if JSON in sample else {}
     video_ext = next((e for e in VIDEO_EXTS if e in sample), None)
     audio_ext = next((e for e in AUDIO_EXTS if e in sample), None)
     media = sample.get(video_ext) or sample.get(audio_ext)
-    if media is None and not (cfg.stored_mel and "mel.npy" in sample):
+    if media is None and not (cfg.stored_mel and MEL in sample):
         raise ValueError(f"no media member among {sorted(k for k in sample if not k.startswith('__'))}")
     out = {k: sample[k] for k in ("__key__", "__url__", "__index__")}
     out["json"] = meta
-    mel = np.load(io.BytesIO(sample["mel.npy"])) if cfg.stored_mel and "mel.npy" in sample else None
+    mel = np.load(io.BytesIO(sample[MEL])) if cfg.stored_mel and MEL in sample else None
     if media is not None:
         with av.open(io.BytesIO(media)) as container:
             duration = _duration(container)
@@ -152,8 +150,8 @@ def decode_sample(sample: dict, cfg: DecodeConfig, rng: random.Random) -> dict:
     elif cfg.audio:
         source = sample.get(audio_ext) or sample.get(video_ext)
         out["audio"] = read_audio(source, start, cfg)
-    if "txt" in sample:
-        out["txt"] = sample["txt"].decode("utf-8", "replace")
+    if TXT in sample:
+        out[TXT] = sample[TXT].decode("utf-8", "replace")
     return out
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from v2d_vox.mel import log_mel
+from v2d_vox.melspec import MelSpec
 
 Generator = torch.Generator | None
 
@@ -75,20 +75,15 @@ class Normalize:
         return (_as_float(x) - mean) / std
 
 
-@dataclass
-class LogMel:
-    """Waveform (..., samples) -> log-mel (..., n_mels, frames) with ``v2d_vox.mel.log_mel``."""
+class LogMel(MelSpec):
+    """Waveform (..., samples) -> log-mel (..., n_mels, frames): a ``MelSpec`` used as a transform.
+    ``LogMel.from_json(sample_json)`` reproduces the ``spectrogram`` subsampler's stored mel."""
 
-    sample_rate: int = 16000
-    n_fft: int = 400
-    hop_length: int = 160
-    n_mels: int = 80
-    mel_scale: str = "htk"
-    log_floor: float = 1e-6
-
-    def __call__(self, x: torch.Tensor, g: Generator = None) -> torch.Tensor:
-        return log_mel(x, self.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
-                       mel_scale=self.mel_scale, log_floor=self.log_floor)
+    @classmethod
+    def from_json(cls, meta: dict) -> LogMel:
+        if "mel" not in meta:
+            raise KeyError("the sample's json has no 'mel' spec (it was curated without the spectrogram step)")
+        return cls.from_dict(meta["mel"])
 
 
 def _band_mask(n: int, lead: Sequence[int], count: int, width: int, x: torch.Tensor, g: Generator):

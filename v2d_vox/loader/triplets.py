@@ -18,13 +18,9 @@ import random
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
+from ..sample import identity
 from .decode import video_id
 from .state import LoaderStats
-
-
-def identity_of(sample: dict, field: str = "identity") -> str | None:
-    value = sample.get("json", {}).get(field)
-    return None if value is None else str(value)
 
 
 class _Buffer:
@@ -78,7 +74,7 @@ def triplets(
     """Stage: decoded samples -> ``{"anchor", "positive", "negative"}`` dicts (rules in the module doc)."""
     buffer = _Buffer(buffer_size)
     for n, sample in enumerate(src):
-        ident = identity_of(sample, field)
+        ident = identity(sample.get("json", {}), field)
         if ident is None:
             stats.drop(sample, "triplet_no_identity")
             continue
