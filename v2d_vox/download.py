@@ -2,61 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from .config import Job, ReaderConfig, load_config
+from .options import (
+    Config,
+    Distributor,
+    DistributorArgs,
+    EnableWandb,
+    Help,
+    IncrementalMode,
+    MaxShardRetry,
+    OutputFormat,
+    ProcessesCount,
+    Progress,
+    ThreadCount,
+    WandbProject,
+    documented,
+)
 from .runner import prepare, run_job
-from .sharding import TableSpec, shard_tables
+from .sharding import FORMATS, TableSpec, shard_tables
 from .subsampler import Chain
 
 
+@documented
 def download(
-    url_list: str | list[str],
-    output_folder: str = "dataset",
+    url_list: Annotated[str | list[str], Help(
+        "a table file, a list of them, or a folder of them (csv, tsv, parquet, json, jsonl, txt); "
+        "local paths or fsspec URLs")],
+    output_folder: Annotated[str, Help("where shards go (local path or fsspec URL)")] = "dataset",
     *,
-    input_format: str = "auto",
-    url_col: str = "url",
-    caption_col: str | None = None,
-    clip_col: str | None = None,
-    save_additional_columns: list[str] | None = None,
-    samples_per_shard: int = 1000,
-    config: str | dict = "default",
-    output_format: str = "webdataset",
-    processes_count: int | None = None,
-    thread_count: int = 8,
-    timeout: float = 30.0,
-    connect_timeout: float = 10.0,
-    retries: int = 3,
-    max_size_mb: float = 1024.0,
-    user_agent: str = ReaderConfig.user_agent,
-    incremental_mode: str = "incremental",
-    max_shard_retry: int = 1,
-    distributor: str = "multiprocessing",
-    distributor_args: dict[str, Any] | None = None,
-    enable_wandb: bool = False,
-    wandb_project: str = "v2d_vox",
-    progress: bool = True,
+    input_format: Annotated[str, Help("the tables' format; auto: from the extension", ("auto", *FORMATS))] = "auto",
+    url_col: Annotated[str, Help("column of the media URLs")] = "url",
+    caption_col: Annotated[str | None, Help("column of the captions, saved as each sample's txt")] = None,
+    clip_col: Annotated[str | None, Help("column of the clip spans, [[start, end], ...] in seconds")] = None,
+    save_additional_columns: Annotated[list[str] | None, Help(
+        "other columns to keep in the metadata (None: all of them)")] = None,
+    samples_per_shard: Annotated[int, Help("input rows per shard (clips may make more output samples)")] = 1000,
+    config: Config = "default",
+    output_format: OutputFormat = "webdataset",
+    processes_count: ProcessesCount = None,
+    thread_count: ThreadCount = 8,
+    timeout: Annotated[float, Help("HTTP read timeout in seconds; a whole download may take 4x this")] = 30.0,
+    connect_timeout: Annotated[float, Help("HTTP connect timeout in seconds")] = 10.0,
+    retries: Annotated[int, Help("HTTP retries on 5xx, resets and timeouts (never on 4xx)")] = 3,
+    max_size_mb: Annotated[float, Help("files larger than this fail")] = 1024.0,
+    user_agent: Annotated[str, Help("the HTTP User-Agent header")] = ReaderConfig.user_agent,
+    incremental_mode: IncrementalMode = "incremental",
+    max_shard_retry: MaxShardRetry = 1,
+    distributor: Distributor = "multiprocessing",
+    distributor_args: DistributorArgs = None,
+    enable_wandb: EnableWandb = False,
+    wandb_project: WandbProject = "v2d_vox",
+    progress: Progress = True,
 ) -> dict[str, Any]:
-    """Download the URLs of one or more tables into webdataset shards and return the job summary.
-
-    Args:
-        url_list: a table file, a list of them, or a folder (csv, tsv, parquet, json, jsonl, txt);
-            local paths or fsspec URLs.
-        output_folder: where shards go (local path or fsspec URL).
-        input_format: "auto" (from the extension) or one of csv|tsv|parquet|json|jsonl|txt.
-        url_col, caption_col, clip_col: column names; clip_col holds [[start, end], ...] in seconds.
-        save_additional_columns: extra columns to keep in the metadata; None keeps all of them.
-        samples_per_shard: input rows per shard (clips may make more output samples).
-        config: a preset name (default, voxceleb, audio16k, esc50, ...), a YAML path or a dict.
-        output_format: webdataset (tar) | files (a folder per shard) | parquet (bytes in columns).
-        processes_count, thread_count: processes (multiprocessing) x threads per shard.
-        timeout, connect_timeout, retries, max_size_mb, user_agent: HTTP reading.
-        incremental_mode: "incremental" skips shards already done; "overwrite" clears old output first.
-        max_shard_retry: times a failed shard is retried.
-        distributor: multiprocessing | pyspark | slurm; distributor_args go to it.
-        enable_wandb, wandb_project: log per-shard stats and the summary to wandb.
-        progress: show progress bars (the summary is printed either way).
-    """
+    """Download the URLs of one or more tables into webdataset shards and return the job summary."""
     subsamplers = load_config(config)["subsamplers"]
     Chain.from_specs(subsamplers)  # fail fast on unknown names or arguments
     job = Job(output_folder=output_folder, subsamplers=subsamplers, output_format=output_format,

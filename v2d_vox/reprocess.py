@@ -11,11 +11,26 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from . import __version__
 from .config import Job, load_config
 from .errors import DownloadError
+from .options import (
+    Config,
+    Distributor,
+    DistributorArgs,
+    EnableWandb,
+    Help,
+    IncrementalMode,
+    MaxShardRetry,
+    OutputFormat,
+    ProcessesCount,
+    Progress,
+    ThreadCount,
+    WandbProject,
+    documented,
+)
 from .probe import probe
 from .runner import prepare, run_job
 from .sample import MEDIA_EXTS, Sample, check_key
@@ -69,41 +84,31 @@ class DropMedia(Subsampler):
                         if ext not in MEDIA_EXTS and not ext.endswith("npy")}
 
 
+@documented
 def reprocess(
-    input_shards: str | list[str],
-    output_folder: str = "reprocessed",
+    input_shards: Annotated[str | list[str], Help(
+        'a brace pattern ("data/{00000..00009}.tar"), a list of tars or a folder of them; local paths or '
+        "fsspec URLs; this project's layout or video2dataset's")],
+    output_folder: Annotated[str, Help(
+        "where the new shards go, one per input shard: inputs named NNNNN.tar keep their name, others are "
+        "numbered 00000.. in sorted order")] = "reprocessed",
     *,
-    config: str | dict = "default",
-    metadata_only: bool = False,
-    output_format: str = "webdataset",
-    processes_count: int | None = None,
-    thread_count: int = 8,
-    incremental_mode: str = "incremental",
-    max_shard_retry: int = 1,
-    distributor: str = "multiprocessing",
-    distributor_args: dict[str, Any] | None = None,
-    enable_wandb: bool = False,
-    wandb_project: str = "v2d_vox",
-    progress: bool = True,
+    config: Config = "default",
+    metadata_only: Annotated[bool, Help(
+        "probe and run only the config's filters (meta subsamplers), then drop_media: write json (and txt) "
+        "only samples, the metadata parquet and stats; for re-filtering and audits")] = False,
+    output_format: OutputFormat = "webdataset",
+    processes_count: ProcessesCount = None,
+    thread_count: ThreadCount = 8,
+    incremental_mode: IncrementalMode = "incremental",
+    max_shard_retry: MaxShardRetry = 1,
+    distributor: Distributor = "multiprocessing",
+    distributor_args: DistributorArgs = None,
+    enable_wandb: EnableWandb = False,
+    wandb_project: WandbProject = "v2d_vox",
+    progress: Progress = True,
 ) -> dict[str, Any]:
-    """Run existing shards through new subsamplers into new shards, keeping keys and metadata.
-
-    Args:
-        input_shards: a brace pattern ("data/{00000..00009}.tar"), a list of tars or a folder of them;
-            local paths or fsspec URLs; this project's layout or video2dataset's.
-        output_folder: where the new shards go; one output shard per input shard. Inputs named
-            NNNNN.tar keep their name; others are numbered 00000.. in sorted order.
-        config: a preset name (default, voxceleb, audio16k, ...), a YAML path or a dict.
-        metadata_only: probe and run only the config's filters (meta subsamplers), then drop_media:
-            write json (and txt) only samples, the metadata parquet and stats. For re-filtering, audits.
-        output_format: webdataset (tar) | files (a folder per shard) | parquet (bytes in columns).
-        processes_count, thread_count: processes (multiprocessing) x threads per shard.
-        incremental_mode: "incremental" skips shards already done; "overwrite" clears old output first.
-        max_shard_retry: times a failed shard is retried.
-        distributor: multiprocessing | pyspark | slurm; distributor_args go to it.
-        enable_wandb, wandb_project: log per-shard stats and the summary to wandb.
-        progress: show progress bars and print the summary.
-    """
+    """Run existing shards through new subsamplers into new shards, keeping keys and metadata."""
     subsamplers = load_config(config)["subsamplers"]
     chain = Chain.from_specs(subsamplers)  # fail fast on unknown names or arguments
     if metadata_only:

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import av
 import fsspec
@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .errors import ConfigError
+from .options import Help, ProcessesCount, documented
 from .runner import guard_spawn
 from .sample import MEDIA_EXTS
 from .shards import Members, check_not_inputs, list_shards, read_tar, write_tar
@@ -176,35 +177,30 @@ def format_scan(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@documented
 def scan(
-    shards: str | list[str],
-    report_folder: str = "scan_report",
+    shards: Annotated[str | list[str], Help(
+        "a brace pattern, a list of tars or a folder of them; local paths or fsspec URLs")],
+    report_folder: Annotated[str, Help(
+        "gets summary.json and bad_samples.parquet (shard, index, key, reasons, ...)")] = "scan_report",
     *,
-    min_duration: float = 0.0,
-    require_audio: bool = False,
-    require_video: bool = False,
-    av_tolerance: float | None = 0.1,
-    identity_field: str | None = None,
-    write_clean: str | None = None,
-    processes_count: int | None = None,
-    progress: bool = True,
+    min_duration: Annotated[float, Help(
+        "required clip length in seconds (the shortest decoded stream counts)")] = 0.0,
+    require_audio: Annotated[bool, Help("flag samples without a decodable audio stream")] = False,
+    require_video: Annotated[bool, Help("flag samples without a decodable video stream")] = False,
+    av_tolerance: Annotated[float | None, Help(
+        "largest allowed gap in seconds between audio and video durations (None: no check)")] = 0.1,
+    identity_field: Annotated[str | None, Help(
+        "json field naming the speaker/identity; when given, every sample needs a positive (same identity, "
+        "other video: json video_id, else source_key, else the key without its _NNNNN clip suffix) and a "
+        "negative (another identity)")] = None,
+    write_clean: Annotated[str | None, Help(
+        "a folder to write the shards again without the bad samples (same names, members copied byte for "
+        "byte into deterministic tars)")] = None,
+    processes_count: ProcessesCount = None,
+    progress: Annotated[bool, Help("show a progress bar and print the summary")] = True,
 ) -> dict[str, Any]:
-    """Decode every sample of some shards and report the corrupt, too short or otherwise unusable ones.
-
-    Args:
-        shards: a brace pattern, a list of tars or a folder of them; local paths or fsspec URLs.
-        report_folder: gets summary.json and bad_samples.parquet (shard, index, key, reasons, ...).
-        min_duration: required clip length in seconds (the shortest decoded stream counts).
-        require_audio, require_video: flag samples without a decodable audio / video stream.
-        av_tolerance: largest allowed gap in seconds between audio and video durations; null: no check.
-        identity_field: json field naming the speaker/identity; when given, every sample needs a
-            positive (same identity, other video: json video_id, else source_key, else the key without
-            its _NNNNN clip suffix) and a negative (another identity).
-        write_clean: a folder to write the shards again without the bad samples (same names, members
-            copied byte for byte into deterministic tars).
-        processes_count: processes decoding shards in parallel (default: all cores).
-        progress: show a progress bar and print the summary.
-    """
+    """Decode every sample of some shards and report the corrupt, too short or otherwise unusable ones."""
     guard_spawn()
     checks = Checks(min_duration, require_audio, require_video, av_tolerance, identity_field)
     urls = list_shards(shards)
