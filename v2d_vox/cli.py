@@ -6,7 +6,8 @@ A parameter without a default is positional, the others are ``--name`` options. 
 arguments as: str, int, float as such; ``X | None`` also takes ``none``/``null``; ``list[str]`` one
 or more values (a list); ``str | list[str]`` one value (a str) or more (a list); ``dict`` a JSON
 object; ``str | dict`` a string, or a JSON object when it starts with ``{``; bool ``--x/--no-x``.
-To add a subcommand: export the function from `v2d_vox.api` and add its name to COMMANDS."""
+To add a subcommand: write the function with ``@documented`` and `Help`-annotated parameters (see
+`v2d_vox.options`), export it from `v2d_vox.api` and add its name to COMMANDS."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Each option's help ends with its default; descriptions keep their line breaks."""
 
 
 class _Values(argparse.Action):
