@@ -202,7 +202,7 @@ def test_cli_matches_api_and_reports_errors(tmp_path, capsys):
     assert len(_rows(tmp_path / "out")) == 3
     assert main(["download", str(tmp_path / "u.txt"), "--output_folder", str(tmp_path / "o2"),
                  "--output_format", "zip", "--no-progress"]) == 2
-    assert "output_format='zip'" in capsys.readouterr().err
+    assert "--output_format: invalid choice: 'zip'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("fmt", ["files", "parquet"])

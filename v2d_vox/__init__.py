@@ -1,16 +1,25 @@
-"""v2d_vox: curate audio+video datasets into webdataset shards and stream them to training."""
+"""v2d_vox: curate audio+video datasets into webdataset shards and stream them to training.
+
+Importing the package is light: the entry points (``download``, ``reprocess``, ``scan``) and the
+``loader`` (torch) load on first use, so ``subsamplers`` and ``distributors`` can import the core
+modules without pulling in the engine that imports them back."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from .api import download, reprocess, scan  # noqa: E402  (functions; they shadow their submodules)
+_LAZY = {"download": ".api", "reprocess": ".api", "scan": ".api"}
+__all__ = ["download", "reprocess", "scan", "loader", "__version__"]
 
-__all__ = ["download", "reprocess", "scan", "__version__"]
 
-
-def __getattr__(name: str):
-    """`v2d_vox.loader` imports torch: load it only when asked for."""
+def __getattr__(name: str) -> Any:
     if name == "loader":
-        import importlib
-
         return importlib.import_module(".loader", __name__)
-    raise AttributeError(name)
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

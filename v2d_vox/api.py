@@ -1,7 +1,7 @@
-"""The public entry points, in one place for `v2d_vox` and the CLI."""
+"""The public entry points, in one place for ``v2d_vox`` and the CLI."""
 
-from .download import download
-from .reprocess import reprocess
-from .scan import scan
+from .jobs.download import download
+from .jobs.reprocess import reprocess
+from .jobs.scan import scan
 
 __all__ = ["download", "reprocess", "scan"]

@@ -12,7 +12,8 @@ import yaml
 from .errors import ConfigError
 
 PRESETS = Path(__file__).parent / "presets"
-OUTPUT_FORMATS = ("webdataset", "files", "parquet", "none")
+OUTPUT_FORMATS = ("webdataset", "files", "parquet")
+NO_OUTPUT = "none"  # a job that writes only metadata (scan)
 SOURCES = ("table", "shards")
 TASKS = ("curate", "scan", "clean")
 INCREMENTAL_MODES = ("incremental", "overwrite")
@@ -49,7 +50,7 @@ class Job:
     def __post_init__(self):
         if isinstance(self.reader, dict):
             self.reader = ReaderConfig(**self.reader)
-        if self.output_format not in OUTPUT_FORMATS:
+        if self.output_format not in (*OUTPUT_FORMATS, NO_OUTPUT):
             raise ConfigError(f"output_format={self.output_format!r}; choose one of {OUTPUT_FORMATS}")
         if self.source not in SOURCES or self.task not in TASKS:
             raise ConfigError(f"source={self.source!r}, task={self.task!r}; choose from {SOURCES}, {TASKS}")

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .config import NO_OUTPUT
 from .layout import Layout, metadata_name, shard_name, stats_name
 from .sample import Sample
 from .tars import TarWriter
@@ -105,7 +106,7 @@ class NoWriter(ShardWriter):
 
 
 WRITERS: dict[str, type[ShardWriter]] = {"webdataset": TarShardWriter, "files": FilesWriter,
-                                          "parquet": ParquetWriter, "none": NoWriter}
+                                          "parquet": ParquetWriter, NO_OUTPUT: NoWriter}
 
 
 def write_metadata(layout: Layout, shard_id: int, rows: list[dict[str, Any]],

@@ -10,16 +10,25 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .checks import BAD_SAMPLES, SCHEMA, Checks, flag_duplicates, flag_identities
-from .config import Job
-from .layout import JOB, Layout, metadata_name
-from .runner import prepare, run_job
-from .shards import check_not_inputs, list_shards, shard_ids
+from ..checks import BAD_SAMPLES, SCHEMA, Checks, flag_duplicates, flag_identities
+from ..config import NO_OUTPUT, Job
+from ..layout import JOB, Layout, metadata_name
+from ..options import (
+    Distributor,
+    DistributorArgs,
+    Help,
+    IncrementalMode,
+    MaxShardRetry,
+    ProcessesCount,
+    documented,
+)
+from ..runner import prepare, run_job
+from ..shards import check_not_inputs, list_shards, shard_ids
 
 SUMMARY = "summary.json"
 
@@ -34,44 +43,36 @@ def format_scan(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@documented
 def scan(
-    shards: str | list[str],
-    report_folder: str = "scan_report",
+    shards: Annotated[str | list[str], Help(
+        "a brace pattern, a list of tars or a folder of them; local paths or fsspec URLs")],
+    report_folder: Annotated[str, Help(
+        "gets summary.json, bad_samples.parquet (shard, index, key, reasons, ...), and the per-shard "
+        "records and stats (NNNNN.parquet, NNNNN_stats.json) a rerun resumes from")] = "scan_report",
     *,
-    min_duration: float = 0.0,
-    require_audio: bool = False,
-    require_video: bool = False,
-    av_tolerance: float | None = 0.1,
-    identity_field: str | None = None,
-    write_clean: str | None = None,
-    processes_count: int | None = None,
-    thread_count: int = 2,
-    incremental_mode: str = "incremental",
-    max_shard_retry: int = 1,
-    distributor: str = "multiprocessing",
-    distributor_args: dict[str, Any] | None = None,
-    progress: bool = True,
+    min_duration: Annotated[float, Help(
+        "required clip length in seconds (the shortest decoded stream counts)")] = 0.0,
+    require_audio: Annotated[bool, Help("flag samples without a decodable audio stream")] = False,
+    require_video: Annotated[bool, Help("flag samples without a decodable video stream")] = False,
+    av_tolerance: Annotated[float | None, Help(
+        "largest allowed gap in seconds between audio and video durations (None: no check)")] = 0.1,
+    identity_field: Annotated[str | None, Help(
+        "json field naming the speaker/identity; when given, every sample needs a positive (same identity, "
+        "other video: json video_id, else source_key, else the key without its _NNNNN clip suffix) and a "
+        "negative (another identity)")] = None,
+    write_clean: Annotated[str | None, Help(
+        "a folder to write the shards again without the bad samples (numbered as the inputs, members "
+        "copied byte for byte into deterministic tars)")] = None,
+    processes_count: ProcessesCount = None,
+    thread_count: Annotated[int, Help("threads per process, each decoding one sample at a time")] = 2,
+    incremental_mode: IncrementalMode = "incremental",
+    max_shard_retry: MaxShardRetry = 1,
+    distributor: Distributor = "multiprocessing",
+    distributor_args: DistributorArgs = None,
+    progress: Annotated[bool, Help("show progress bars and print the summary")] = True,
 ) -> dict[str, Any]:
-    """Decode every sample of some shards and report the corrupt, too short or otherwise unusable ones.
-
-    Args:
-        shards: a brace pattern, a list of tars or a folder of them; local paths or fsspec URLs.
-        report_folder: gets summary.json, bad_samples.parquet (shard, index, key, reasons, ...) and the
-            per-shard records and stats (NNNNN.parquet, NNNNN_stats.json) a rerun resumes from.
-        min_duration: required clip length in seconds (the shortest decoded stream counts).
-        require_audio, require_video: flag samples without a decodable audio / video stream.
-        av_tolerance: largest allowed gap in seconds between audio and video durations; null: no check.
-        identity_field: json field naming the speaker/identity; when given, every sample needs a
-            positive (same identity, other video: json video_id, else source_key, else the key without
-            its _NNNNN clip suffix) and a negative (another identity).
-        write_clean: a folder to write the shards again without the bad samples (numbered as the
-            inputs, members copied byte for byte into deterministic tars).
-        processes_count, thread_count: processes (multiprocessing) x threads per shard.
-        incremental_mode: "incremental" skips shards already scanned; "overwrite" clears old output first.
-        max_shard_retry: times a failed shard is retried.
-        distributor: multiprocessing | pyspark | slurm; distributor_args go to it.
-        progress: show progress bars and print the summary.
-    """
+    """Decode every sample of some shards and report the corrupt, too short or otherwise unusable ones."""
     checks = Checks(min_duration, require_audio, require_video, av_tolerance, identity_field)
     urls = list_shards(shards)
     ids = sorted(shard_ids(urls))
@@ -80,7 +81,7 @@ def scan(
         check_not_inputs(write_clean, urls)
     run = dict(distributor=distributor, distributor_args=distributor_args, processes_count=processes_count,
                max_shard_retry=max_shard_retry, progress=progress)
-    job = Job(output_folder=report_folder, output_format="none", thread_count=thread_count, source="shards",
+    job = Job(output_folder=report_folder, output_format=NO_OUTPUT, thread_count=thread_count, source="shards",
               input_shards=urls, task="scan", options={"checks": asdict(checks)})
     old = Layout(report_folder)
     if old.exists(JOB) and not job.same_dataset(Job.from_dict(old.read_json(JOB))):

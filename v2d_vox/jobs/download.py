@@ -1,0 +1,76 @@
+"""``download``: URL tables in, shards out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from subsamplers import build_chain
+
+from ..config import Job, ReaderConfig, load_config
+from ..logger import format_summary
+from ..options import (
+    Config,
+    Distributor,
+    DistributorArgs,
+    EnableWandb,
+    Help,
+    IncrementalMode,
+    MaxShardRetry,
+    OutputFormat,
+    ProcessesCount,
+    Progress,
+    ThreadCount,
+    WandbProject,
+    documented,
+)
+from ..runner import prepare, run_job
+from ..sharding import FORMATS, TableSpec, shard_tables
+
+
+@documented
+def download(
+    url_list: Annotated[str | list[str], Help(
+        "a table file, a list of them, or a folder of them (csv, tsv, parquet, json, jsonl, txt); "
+        "local paths or fsspec URLs")],
+    output_folder: Annotated[str, Help("where shards go (local path or fsspec URL)")] = "dataset",
+    *,
+    input_format: Annotated[str, Help("the tables' format; auto: from the extension", ("auto", *FORMATS))] = "auto",
+    url_col: Annotated[str, Help("column of the media URLs")] = "url",
+    caption_col: Annotated[str | None, Help("column of the captions, saved as each sample's txt")] = None,
+    clip_col: Annotated[str | None, Help("column of the clip spans, [[start, end], ...] in seconds")] = None,
+    save_additional_columns: Annotated[list[str] | None, Help(
+        "other columns to keep in the metadata (None: all of them)")] = None,
+    samples_per_shard: Annotated[int, Help("input rows per shard (clips may make more output samples)")] = 1000,
+    config: Config = "default",
+    output_format: OutputFormat = "webdataset",
+    processes_count: ProcessesCount = None,
+    thread_count: ThreadCount = 8,
+    timeout: Annotated[float, Help("HTTP read timeout in seconds; a whole download may take 4x this")] = 30.0,
+    connect_timeout: Annotated[float, Help("HTTP connect timeout in seconds")] = 10.0,
+    retries: Annotated[int, Help("HTTP retries on 5xx, resets and timeouts (never on 4xx)")] = 3,
+    max_size_mb: Annotated[float, Help("files larger than this fail")] = 1024.0,
+    user_agent: Annotated[str, Help("the HTTP User-Agent header")] = ReaderConfig.user_agent,
+    incremental_mode: IncrementalMode = "incremental",
+    max_shard_retry: MaxShardRetry = 1,
+    distributor: Distributor = "multiprocessing",
+    distributor_args: DistributorArgs = None,
+    enable_wandb: EnableWandb = False,
+    wandb_project: WandbProject = "v2d_vox",
+    progress: Progress = True,
+) -> dict[str, Any]:
+    """Download the URLs of one or more tables into webdataset shards and return the job summary."""
+    subsamplers = load_config(config)["subsamplers"]
+    build_chain(subsamplers)  # fail fast on unknown names or arguments
+    job = Job(output_folder=output_folder, subsamplers=subsamplers, output_format=output_format,
+              thread_count=thread_count,
+              reader=ReaderConfig(connect_timeout=connect_timeout, timeout=timeout, retries=retries,
+                                  max_size_mb=max_size_mb, user_agent=user_agent))
+    prepare(output_folder, incremental_mode, distributor)
+    spec = TableSpec(input_format, url_col, caption_col, clip_col, save_additional_columns, samples_per_shard)
+    n_shards, rows = shard_tables(url_list, output_folder, spec)
+    summary = run_job(job, list(range(n_shards)), distributor=distributor, distributor_args=distributor_args,
+                      processes_count=processes_count, max_shard_retry=max_shard_retry,
+                      enable_wandb=enable_wandb, wandb_project=wandb_project, progress=progress,
+                      total_samples=rows)
+    print(format_summary(summary), flush=True)
+    return summary
