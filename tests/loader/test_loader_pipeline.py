@@ -101,3 +101,26 @@ def test_dataset_is_a_webdataset_pipeline(many_shards):
     items = list(dataset)
     assert [len(i["__key__"]) for i in items] == [3]
     assert json.loads(json.dumps(items[0]["json"]))[0]["identity"].startswith("spk")
+
+
+def test_loader_composes_webdataset_without_overriding_it():
+    import importlib
+    import inspect
+    import pickle
+    import pkgutil
+
+    import webdataset as wds
+
+    import v2d_vox.loader as loader_pkg
+
+    modules = [importlib.import_module(f"v2d_vox.loader.{m.name}") for m in pkgutil.iter_modules(loader_pkg.__path__)]
+    classes = {c for m in modules for _, c in inspect.getmembers(m, inspect.isclass) if c.__module__ == m.__name__}
+    assert {loader_pkg.Loader, loader_pkg.ClipDataset} <= classes
+    for cls in classes:
+        assert not {"iterator1", "iterator", "invoke"} & set(vars(cls)), cls
+        for base in (wds.WebLoader, wds.DataPipeline):
+            if issubclass(cls, base):
+                overridden = {n for n in vars(cls) if n != "__init__" and callable(getattr(base, n, None))}
+                assert not overridden, (cls, overridden)
+    dataset = make_dataset(["a.tar"])
+    assert pickle.loads(pickle.dumps(dataset)).urls == ["a.tar"]  # spawn-started workers get a pickled copy

@@ -78,3 +78,27 @@ def test_resampled_resume_continues_the_epoch_window(many_shards):
     fresh = ids(islice(iter(make_loader(many_shards, **kw)), 6))
     assert after != fresh[8:]  # the draws after a restart are new, not a replay of the first run
     assert before == fresh[:8]
+
+
+def test_finite_window_spans_passes_and_resumes_mid_window(many_shards):
+    kw = dict(KW, batch_size=4, epoch_batches=15, num_workers=2)  # 10 batches per pass
+    loader = make_loader(many_shards, **kw)
+    first = list(loader)
+    assert len(first) == 15 and loader.progress.epoch == 1 and loader.progress.batches == 5
+    assert len(list(islice(loader, 12))) == 12  # a new for loop starts a new pass: epochs 2, then 3
+    assert loader.progress.epoch == 3 and loader.state_dict()["window"] == 12
+    resumed = make_loader(many_shards, **kw)
+    resumed.load_state_dict(loader.state_dict())
+    assert len(list(resumed)) == 15 - 12 and len(list(resumed)) == 15
+
+
+def test_resampled_resume_from_a_complete_window_starts_the_next(many_shards):
+    kw = dict(KW, resampled=True, epoch_batches=3, num_workers=2)
+    loader = make_loader(many_shards, **kw)
+    ids(loader)
+    state = loader.state_dict()
+    assert state["window"] == 3
+    second = ids(loader)
+    resumed = make_loader(many_shards, **kw)
+    resumed.load_state_dict(state)
+    assert ids(resumed) == second  # as the uninterrupted run's next for loop

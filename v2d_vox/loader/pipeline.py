@@ -1,13 +1,18 @@
 """``make_dataset`` / ``make_loader``: the streaming training loader over webdataset shards.
 
-Worker side (``ClipDataset``, a ``webdataset.DataPipeline``), one pass::
+Both halves are composed from webdataset's public API (no webdataset method is overridden).
+
+Worker side (``ClipDataset``): a ``webdataset.DataPipeline`` whose one stage builds, in each worker and for
+each pass, a ``webdataset.DataPipeline`` of these stages and iterates it::
 
     shard order(seed, epoch) -> split_by_node -> split_by_worker -> skip finished shards -> tar samples
     -> skip consumed samples -> shuffle buffer (raw bytes) -> decode -> labels -> transforms
     -> [triplets] -> batches (+ stats delta)
 
-Main side (``Loader``, a ``webdataset.WebLoader``): merges stats, records progress, moves batches to
-``device`` (non_blocking, from pinned memory when ``pin_memory``) and runs ``batch_transforms`` there.
+Main side (``Loader``): a ``webdataset.WebLoader`` (a ``DataLoader`` iteration per pass, ``with_epoch`` for
+``epoch_batches``) plus one appended stage that merges stats, records progress, moves batches to ``device``
+(non_blocking, from pinned memory when ``pin_memory``) and runs ``batch_transforms`` there. Workers start
+anew for each pass, with the dataset as it is then: ``dataset.progress`` always names the next pass.
 
 Every random choice (shard order, shuffle, clip start, augmentation, triplets) comes from generators seeded
 by (seed, epoch, rank, worker), so a run is reproducible and resumable. Resumption guarantees, in finite
@@ -26,7 +31,6 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
 
 import torch
 import webdataset as wds
@@ -128,65 +132,65 @@ def map_transforms(src: Iterable[dict], transforms: dict, g: torch.Generator) ->
 
 
 class ClipDataset(wds.DataPipeline):
-    """Worker-side pipeline yielding ready batches. Iterate it through ``make_loader``'s ``Loader``,
-    which sets ``epoch``/``progress``/``restart`` before each pass and consumes the stats items."""
+    """Worker-side pipeline yielding ready batches of the pass in ``progress``.
+
+    A ``webdataset.DataPipeline`` whose one stage builds the pass's own ``DataPipeline`` where it runs (in the
+    worker), because the stages depend on the worker id. ``progress`` names the pass: its epoch, in finite mode
+    the samples to skip, in resampled mode the batches already delivered (they reseed the draws). Iterate it
+    through ``make_loader``'s ``Loader``, which sets ``progress`` before each pass and consumes the stats items.
+    """
 
     def __init__(self, urls: str | Iterable[str], cfg: LoaderConfig):
-        super().__init__()
+        super().__init__(self.batches)
         self.urls = expand(urls)
         if not self.urls:
             raise ValueError("no shard urls")
         self.cfg = cfg
-        self.epoch = 0
-        self.restart = 0  # batches already delivered in this pass when a resampled run was resumed
         self.progress = Progress()
-        self.stats = LoaderStats()
+
+    def batches(self) -> Iterator[dict]:
+        """Stage: one pass of batches (with ``__stats__`` deltas) from this rank and worker's shards."""
+        return iter(wds.DataPipeline(*self.stages()))
 
     def stages(self) -> list[Callable]:
-        """The pass's stages, built where they run (in the worker) because they depend on its id."""
-        cfg, epoch = self.cfg, self.epoch
+        """The pass's stages; every random choice is seeded by (seed, epoch, rank, worker, restart)."""
+        cfg, progress = self.cfg, self.progress
         rank, world = node_info(cfg)
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        key = (cfg.seed, epoch, rank, worker, self.restart)
+        restart = progress.batches if cfg.resampled else 0  # a resumed resampled pass draws a fresh stream
+        key = (cfg.seed, progress.epoch, rank, worker, restart)
         rng = random.Random(_seed(*key, "samples"))
         g = torch.Generator().manual_seed(_seed(*key, "transforms"))
+        stats = LoaderStats()  # this pass's counts, reported with its batches
         if cfg.resampled:
             source = [partial(resampled, self.urls, random.Random(_seed(*key, "shards")))]
         else:
-            urls = shard_order(self.urls, cfg.seed, epoch, cfg.shuffle_shards)
             source = [
-                lambda: iter(urls),
+                partial(iter, shard_order(self.urls, cfg.seed, progress.epoch, cfg.shuffle_shards)),
                 partial(split_by_node, rank=rank, world_size=world),
                 partial(split_by_worker, worker=worker, num_workers=workers),
-                partial(skip_done_shards, progress=self.progress),
+                partial(skip_done_shards, progress=progress),
             ]
         sizes = cfg.sizes
         if cfg.triplets:
-            pairing = [partial(triplets, buffer_size=cfg.triplet_buffer, rng=rng, stats=self.stats,
+            pairing = [partial(triplets, buffer_size=cfg.triplet_buffer, rng=rng, stats=stats,
                                field=cfg.identity_field)]
             collate_fn = partial(collate_triplets, sizes=sizes)
         else:
             pairing, collate_fn = [], partial(collate, sizes=sizes)
         return [
             *source,
-            partial(tar_samples, stats=self.stats),
-            partial(skip_consumed, progress=self.progress),
+            partial(tar_samples, stats=stats),
+            partial(skip_consumed, progress=progress),
             partial(shuffle, size=cfg.shuffle_buffer, rng=rng),
-            partial(decode, cfg=cfg.decode, rng=rng, stats=self.stats),
+            partial(decode, cfg=cfg.decode, rng=rng, stats=stats),
             partial(add_labels, label_map=cfg.label_map, field_name=cfg.label_field),
             partial(map_transforms, transforms=cfg.transforms, g=g),
             *pairing,
-            partial(batched, batch_size=cfg.batch_size, collate_fn=collate_fn, stats=self.stats,
+            partial(batched, batch_size=cfg.batch_size, collate_fn=collate_fn, stats=stats,
                     partial=cfg.partial, origin=(rank, worker)),
         ]
-
-    def iterator1(self) -> Iterator[dict]:
-        first, *rest = self.stages()
-        source = first()
-        for stage in rest:
-            source = stage(source)
-        return source
 
 
 def to_device(x, device: torch.device, non_blocking: bool = True):
@@ -201,11 +205,14 @@ def to_device(x, device: torch.device, non_blocking: bool = True):
 
 
 class Loader(wds.WebLoader):
-    """A ``webdataset.WebLoader`` that also keeps ``stats`` (a ``LoaderStats``: skipped samples and broken
-    shards by reason, merged from all workers) and ``progress``, and offers ``state_dict`` /
+    """A ``webdataset.WebLoader`` over a ``ClipDataset`` that also keeps ``stats`` (a ``LoaderStats``: skipped
+    samples and broken shards by reason, merged from all workers) and ``progress``, and offers ``state_dict`` /
     ``load_state_dict`` for resumption (guarantees in the module doc and docs/loader.md).
 
-    Workers are started for each pass (not persistent), so each pass sees the current epoch and state.
+    Built from WebLoader's public API only: each pass is one iteration of its ``DataLoader``, followed by the
+    appended ``_deliver`` stage; ``with_epoch(epoch_batches)`` repeats and cuts the passes. Workers are not
+    persistent, so each pass's workers get the dataset as it is when the pass starts: ``dataset.progress``
+    always names the pass that a new iteration runs.
     """
 
     def __init__(self, dataset: ClipDataset, **dataloader_kw):
@@ -217,39 +224,31 @@ class Loader(wds.WebLoader):
         self.dataset, self.cfg = dataset, cfg
         self.device = torch.device(cfg.device) if cfg.device is not None else None
         self.stats = LoaderStats()
-        self.progress = Progress()
-        self.window = 0
-        self._resuming = False
+        self.progress = dataset.progress  # the pass being delivered (before the first: the one to come)
+        self.window = 0  # batches delivered in the current ``with_epoch`` window
+        self._same_window = False  # the next pass continues the window (next pass of a for loop, or a resume)
+        self.append(self._deliver)
         if cfg.epoch_batches:
             self.with_epoch(cfg.epoch_batches)
 
-    def __iter__(self) -> Iterator[dict]:
-        if not self._resuming:
+    def _deliver(self, batches: Iterable[dict]) -> Iterator[dict]:
+        """Stage after the DataLoader, one per pass: merge the workers' stats, record progress, move batches
+        to ``device`` and run ``batch_transforms`` there."""
+        cfg, finite = self.cfg, not self.cfg.resampled
+        progress = self.progress = self.dataset.progress  # the pass the workers were started for
+        if cfg.epoch_batches:
+            self.with_epoch(cfg.epoch_batches)  # the window a resume shortened is under way; later ones are full
+        if not self._same_window:
             self.window = 0
-        if self.repetitions != 1 and self.nsamples > 0:
-            return islice(self.iterator(), max(0, self.nsamples - self.window))
-        return self.iterator()
-
-    def iterator1(self) -> Iterator[dict]:
-        source = self._pass()
-        for step in self.pipeline[1:]:
-            source = self.invoke(step, source)
-        return source
-
-    def _pass(self) -> Iterator[dict]:
-        if self._resuming:
-            self._resuming = False
-        elif self.progress.batches:  # the previous pass was cut short by ``with_epoch``
-            self.progress = Progress(epoch=self.progress.epoch + 1)
-        progress, finite = self.progress, not self.cfg.resampled
-        self.dataset.epoch, self.dataset.progress = progress.epoch, progress
-        self.dataset.restart = 0 if finite else progress.batches
+        self._same_window = False
+        following = Progress(epoch=progress.epoch + 1)
         g = None
-        if self.cfg.batch_transforms:
-            rank, _ = node_info(self.cfg)
-            g = torch.Generator(self.device or "cpu").manual_seed(_seed(self.cfg.seed, progress.epoch, rank,
+        if cfg.batch_transforms:
+            rank, _ = node_info(cfg)
+            g = torch.Generator(self.device or "cpu").manual_seed(_seed(cfg.seed, progress.epoch, rank,
                                                                         progress.batches, "batch"))
-        for batch in self.pipeline[0]:
+        for batch in batches:
+            self.dataset.progress = following  # this pass has started: a new iteration runs the next one
             delta = batch.pop("__stats__", None)
             if delta is not None:
                 self.stats.merge(delta)
@@ -268,23 +267,30 @@ class Loader(wds.WebLoader):
             self.window += 1
             if self.device is not None:
                 batch = to_device(batch, self.device)
-            if self.cfg.batch_transforms:
-                for part in (batch[r] for r in ("anchor", "positive", "negative")) if self.cfg.triplets else [batch]:
-                    apply(part, self.cfg.batch_transforms, g)
+            if cfg.batch_transforms:
+                for part in (batch[r] for r in ("anchor", "positive", "negative")) if cfg.triplets else [batch]:
+                    apply(part, cfg.batch_transforms, g)
             yield batch
-        self.progress = Progress(epoch=progress.epoch + 1)
+        # reached only when the for loop asks for more: a ``with_epoch`` window goes on into the next pass
+        self.progress = self.dataset.progress = following
+        self._same_window = bool(cfg.epoch_batches)
 
     def state_dict(self) -> dict:
         """Plain-python state (save it with torch.save or json) for this rank's loader."""
         return dict(progress=self.progress.state_dict(), window=self.window, stats=dict(self.stats.counts))
 
     def load_state_dict(self, state: dict) -> None:
-        """Resume: the next iteration continues the saved pass and ``with_epoch`` window."""
-        self.progress = Progress.from_state(state["progress"])
-        self.window = state["window"]
+        """Resume: the next iteration continues the saved pass and ``with_epoch`` window (a window saved
+        complete resumes with the next pass and a full window, as the next for loop would have)."""
+        progress, window, n = Progress.from_state(state["progress"]), state["window"], self.cfg.epoch_batches
+        if n and window >= n:
+            progress, window = Progress(epoch=progress.epoch + 1), 0
+        self.progress = self.dataset.progress = progress
+        self.window, self._same_window = window, True
+        if n:
+            self.with_epoch(n - window)
         self.stats = LoaderStats()
         self.stats.counts.update(state["stats"])
-        self._resuming = True
 
 
 def make_dataset(urls: str | Iterable[str], config: LoaderConfig | None = None, **kw) -> ClipDataset:

@@ -87,7 +87,6 @@ class Progress:
 
     epoch: int = 0
     batches: int = 0  # batches delivered in this pass
-    window: int = 0  # batches delivered in the current ``with_epoch`` window
     consumed: dict[str, list[list[int]]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
 
@@ -103,10 +102,10 @@ class Progress:
         return size is not None and sum(b - a for a, b in self.consumed.get(url, ())) >= size
 
     def state_dict(self) -> dict:
-        return dict(epoch=self.epoch, batches=self.batches, window=self.window,
+        return dict(epoch=self.epoch, batches=self.batches,
                     consumed={u: [list(r) for r in rs] for u, rs in self.consumed.items()}, sizes=dict(self.sizes))
 
     @classmethod
     def from_state(cls, state: dict) -> Progress:
-        return cls(state["epoch"], state["batches"], state["window"],
+        return cls(state["epoch"], state["batches"],  # a "window" key of older states is ignored
                    {u: [list(r) for r in rs] for u, rs in state["consumed"].items()}, dict(state["sizes"]))
