@@ -61,5 +61,5 @@ class Spectrogram(Subsampler, MelSpec):
         buf = io.BytesIO()
         np.save(buf, mel.numpy().astype(self.dtype))
         sample.files[MEL] = buf.getvalue()
-        sample.meta["mel"] = {**self.spec(), "dtype": self.dtype, "shape": list(mel.shape),
+        sample.meta["mel"] = {"name": self.name, **self.spec(), "dtype": self.dtype, "shape": list(mel.shape),
                               "source_member": ext, "layout": "(n_mels, frames), natural log"}
