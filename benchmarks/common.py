@@ -1,12 +1,13 @@
-"""Helpers shared by the benchmarks: a loopback HTTP server, input sets made of real media (plus optional
-synthetic and broken files), a runner for video2dataset 1.3.0 in its own venv, a timer, result tables."""
+"""Helpers shared by the benchmarks: input sets made of real media (plus optional synthetic and broken files)
+and a loopback HTTP server to serve them (the generator and the server are the tests', from tests/support.py),
+a runner for video2dataset 1.3.0 in its own venv, a timer, result tables."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import glob
-import io
+import importlib.util
 import json
 import math
 import os
@@ -16,12 +17,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,33 +31,28 @@ DEFAULT_V2D_PYTHON = "/tmp/v2d-venv/bin/python"
 BROKEN_KINDS = ("404", "random", "html", "truncated")
 
 
-# ---------------------------------------------------------------- loopback HTTP server
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+# ---------------------------------------------------------------- helpers shared with the tests
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # the default backlog of 5 drops SYNs under 16 clients: 1 s TCP retransmit stalls
+def _test_support():
+    """tests/support.py, loaded by path: putting the repo root on sys.path instead would also make these
+    benchmarks import the checkout's v2d_vox in place of the installed one."""
+    spec = importlib.util.spec_from_file_location("v2d_vox_test_support", REPO / "tests" / "support.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
-    def handle_error(self, request, client_address):  # clients that hang up early (probes, yt-dlp) are normal
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
+
+support = sys.modules.get("v2d_vox_test_support") or _test_support()
 
 
 @contextlib.contextmanager
 def serve(folder: str | Path):
-    """Serve `folder` on 127.0.0.1 (threaded, free port); yields the base URL. Missing files get a 404 page."""
-    server = _Server(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Serve `folder` on 127.0.0.1 (the tests' threaded loopback server, free port); yields the base URL
+    under which each file is at /NAME. Missing files get a 404."""
+    with support.serve(folder) as server:
+        yield f"{server.url}/media"
 
 
 # ---------------------------------------------------------------- input sets
@@ -90,32 +83,8 @@ def real_media(kinds: tuple[str, ...] = ("video", "audio")) -> list[Path]:
 
 
 def make_synthetic(seconds: float = 6.0, size: tuple[int, int] = (640, 360), fps: int = 25, seed: int = 0) -> bytes:
-    """An H.264+AAC mp4 (moving gradient and a tone), made with PyAV."""
-    from fractions import Fraction
-
-    import av
-    import numpy as np
-
-    rng, rate = np.random.default_rng(seed), 44100
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
-        vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
-        aus = out.add_stream("aac", rate=rate, layout="mono")
-        yy, xx = np.mgrid[0:size[1], 0:size[0]]
-        base = rng.integers(0, 255, 3)
-        for i in range(int(seconds * fps)):
-            img = (((xx + yy + 4 * i)[..., None] + base) % 256).astype(np.uint8)
-            out.mux(vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        out.mux(vs.encode(None))
-        n = int(seconds * rate)
-        pcm = (0.3 * np.sin(2 * np.pi * rng.uniform(200, 800) * np.arange(n) / rate) * 32767).astype(np.int16)
-        for s in range(0, n, 1024):
-            frame = av.AudioFrame.from_ndarray(pcm[None, s:s + 1024], format="s16", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, s, Fraction(1, rate)
-            out.mux(aus.encode(frame))
-        out.mux(aus.encode(None))
-    return buf.getvalue()
+    """An H.264 + 44.1 kHz AAC mp4 (moving gradient and a tone): the tests' generator."""
+    return support.make_media(seconds, fps=fps, size=size, sample_rate=44100, seed=seed)
 
 
 def build_inputs(folder: str | Path, n: int, n_broken: int = 0, n_synthetic: int = 0,

@@ -8,8 +8,7 @@ import io
 import av
 import numpy as np
 import pytest
-from mediakit import DATA
-from subsample_media import streams
+from support import DATA, streams
 
 from v2d_vox.errors import ConfigError
 from v2d_vox.probe import probe

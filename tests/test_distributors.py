@@ -14,16 +14,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from support import DATA
 
 import v2d_vox
 
 REPO = Path(__file__).resolve().parent.parent
-MEDIA = REPO.parent / "shared" / "media"
 TIMING = ("start_time", "end_time", "duration")
-FILES = ["audio/fsdd__3_george_7.wav", "audio/whisper__jfk.flac", "audio/npm-audio-lena__lena.opus",
-         "video/imageio__realshort.mp4", "video/lipnet-grid__bbaf2n.mpg", "audio/fsdd__8_jackson_21.wav",
-         "odd/decord__corrupted.mp4", "missing/nothing_here.wav", "video/pc-avs__Input_00002.mp4",
-         "audio/tflite-micro-speech__yes_1000ms.wav"]
+# shards of 3: shard 0 holds the Crash target (misc_crow), shard 1 the Sleep target (imageio__realshort)
+FILES = ["fsdd__3_george_7.wav", "deb-sonic-pi-samples__misc_crow.flac", "lhotse__common_voice_en_651325.mp3",
+         "imageio__realshort.mp4", "pyscenedetect__delayed_start.mp4", "fsdd__8_jackson_21.wav",
+         "decord__corrupted.mp4", "missing/nothing_here.wav", "pc-avs__Input_00010.mp4",
+         "tflite-micro-speech__yes_1000ms.wav"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,10 +41,8 @@ def repo_on_pythonpath():
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> Path:
-    if not (MEDIA / FILES[0]).exists():
-        pytest.skip(f"shared media not found at {MEDIA}")
     path = tmp_path_factory.mktemp("table") / "urls.txt"
-    path.write_text("".join(f"{MEDIA / f}\n" for f in FILES))
+    path.write_text("".join(f"{DATA / f}\n" for f in FILES))
     return path
 
 
@@ -136,7 +135,7 @@ def test_reprocess_same_shards_as_multiprocessing(distributor, args, request, re
 def test_spark_retries_a_crashed_shard(spark, table, tmp_path, crashes, max_shard_retry):
     """1 crash: Spark's own task retry (local[2,2]) saves it; 2 crashes: our resubmission does."""
     counter = tmp_path / "attempts"
-    config = {"subsamplers": [{"name": "tests.fault_subs:Crash", "url_contains": "whisper__jfk",
+    config = {"subsamplers": [{"name": "tests.fault_subs:Crash", "url_contains": "misc_crow",
                                "counter": str(counter), "times": crashes}]}
     summary = _download(table, tmp_path / "out", "pyspark", config=config, max_shard_retry=max_shard_retry)
     assert summary["shards_failed"] == [] and summary["shards_done"] == 4

@@ -12,7 +12,7 @@ import av
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
-from mediakit import DATA, media_files
+from support import DATA, media_files
 
 import v2d_vox
 from v2d_vox.errors import ConfigError

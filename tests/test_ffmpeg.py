@@ -12,7 +12,7 @@ from pathlib import Path
 
 import av
 import pytest
-from subsample_media import stream_types, streams
+from support import DATA, make_media, stream_types, streams
 
 from v2d_vox import ffmpeg as vf
 from v2d_vox.errors import SampleError, SubsampleError
@@ -22,8 +22,6 @@ from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Chain
 from v2d_vox.worker import run_chain
 
-DATA = Path(__file__).parent / "data"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "media"
 TALK = DATA / "pc-avs__Pose_Source_517600055.mp4"  # 4.54 s, 224x224@25, aac 16 kHz mono
 SHORT = DATA / "imageio__realshort.mp4"  # 1.2 s, 320x240@30, aac 48 kHz
 WAV = DATA / "lhotse__LJ002-0020.wav"  # 1.54 s, 22.05 kHz mono
@@ -43,11 +41,35 @@ def run(path: Path, specs: list[dict], **meta) -> list[Sample]:
     return run_chain(Chain.from_specs(specs), load(path, **meta))
 
 
-def shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
+def ffmpeg(*args: str | Path) -> None:
+    subprocess.run([vf.ffmpeg_exe(), "-loglevel", "error", *map(str, args)], check=True)
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory) -> dict[str, Path]:
+    """Synthetic stand-ins for real-world layouts: what each test needs of them is the structure."""
+    d = tmp_path_factory.mktemp("odd_media")
+
+    def write(name: str, data: bytes) -> Path:
+        (d / name).write_bytes(data)
+        return d / name
+
+    # two programmes in one mp4 (320x180@25 + 8 kHz, 480x270@30 + 16 kHz), each with a mov_text subtitle
+    first = write("first.mp4", make_media(3.0, size=(320, 180), sample_rate=8000, seed=1))
+    second = write("second.mp4", make_media(3.0, fps=30, size=(480, 270), sample_rate=16000, seed=2))
+    (d / "subs.srt").write_text("1\n00:00:00,000 --> 00:00:02,000\nhello\n")
+    ffmpeg("-i", first, "-i", second, "-i", d / "subs.srt", "-map", "0:v", "-map", "0:a", "-map", "2",
+           "-map", "1:v", "-map", "1:a", "-map", "2", "-c", "copy", "-c:s", "mov_text", d / "multi_stream.mp4")
+    # 1 s mp3 whose cover picture (mjpeg, attached_pic) shows up as a "video" stream
+    tune = write("tune.mp3", make_media(1.0, video=False, container="mp3", acodec="libmp3lame",
+                                        sample_rate=44100))
+    ffmpeg("-i", tune, "-f", "lavfi", "-i", "testsrc=size=640x480:rate=1", "-map", "0:a", "-map", "1:v",
+           "-frames:v", "1", "-c:a", "copy", "-c:v", "mjpeg", "-disposition:v", "attached_pic", d / "cover_art.mp3")
+    write("vfr.mp4", make_media(5.0, fps=24, size=(640, 272), audio=False, drop_every=3))  # avg 16 fps
+    write("mpeg4_mp3.avi", make_media(7.0, container="avi", vcodec="mpeg4", acodec="libmp3lame",
+                                      sample_rate=44100))
+    write("h264_opus.mkv", make_media(7.0, fps=30, container="matroska", acodec="libopus", sample_rate=48000))
+    return {p.name: p for p in d.iterdir()}
 
 
 def assert_synced(info: dict, seconds: float, fps: float = 25, rate: int = 16000):
@@ -148,15 +170,16 @@ def test_moov_at_end_is_read(tmp_path):
     assert len(outs) == 2
 
 
-def test_multi_stream_picks_first_video_and_audio():
-    outs = run(shared("video/torchcodec__nasa_13013.mp4"), [{"name": "clip", "clip_seconds": 2, "max_clips": 1}])
+def test_multi_stream_picks_first_video_and_audio(odd):
+    assert stream_types(odd["multi_stream.mp4"].read_bytes()) == ["video", "audio", "subtitle"] * 2
+    outs = run(odd["multi_stream.mp4"], [{"name": "clip", "clip_seconds": 2, "max_clips": 1}])
     info = streams(outs[0].files["mp4"])
     assert stream_types(outs[0].files["mp4"]) == ["video", "audio"]  # no second video, no subtitles
     assert (info["video"]["width"], info["audio"]["sample_rate"]) == (320, 8000)
 
 
-def test_vfr_source_becomes_constant_rate():
-    outs = run(shared("odd/pyscenedetect__goldeneye-vfr-drop3.mp4"),
+def test_vfr_source_becomes_constant_rate(odd):
+    outs = run(odd["vfr.mp4"],
                [{"name": "clip", "clip_seconds": 2, "max_clips": 2}, {"name": "resample_video", "fps": 25,
                                                                      "short_side": 128}])
     for out in outs:
@@ -164,14 +187,15 @@ def test_vfr_source_becomes_constant_rate():
         assert v["frames"] == 50 and v["fps"] == 25 and (v["width"], v["height"]) == (302, 128)
 
 
-def test_cover_art_mp3_is_audio_only():
-    outs = run(shared("odd/moviepy__with-attached-pic.mp3"), VOX[1:])
+def test_cover_art_mp3_is_audio_only(odd):
+    assert stream_types(odd["cover_art.mp3"].read_bytes()) == ["audio", "video"]
+    outs = run(odd["cover_art.mp3"], VOX[1:])
     assert [sorted(o.files) for o in outs] == [["m4a", "txt"]]
 
 
-def test_avi_and_mkv_opus_clips_stay_in_sync():
-    for name in ("video/mmaction2__tests_data_test.avi", "video/decord__flipping_a_pancake.mkv"):
-        outs = run(shared(name), VOX, clips="[[0, 2], [4.5, 6.5]]")
+def test_avi_and_mkv_opus_clips_stay_in_sync(odd):
+    for name in ("mpeg4_mp3.avi", "h264_opus.mkv"):
+        outs = run(odd[name], VOX, clips="[[0, 2], [4.5, 6.5]]")
         for out in outs:
             assert_synced(streams(out.files["mp4"]), 2.0)
 
@@ -210,7 +234,7 @@ def test_timeout_kills_ffmpeg_and_cleans_up():
 
 
 def test_corrupted_or_broken_inputs_end_with_a_status():
-    for path in (DATA / "decord__corrupted.mp4", shared("odd/moviepy__no_duration.webm")):
+    for path in (DATA / "decord__corrupted.mp4", DATA / "extra" / "moviepy__no_duration.webm"):
         try:
             outs = run(path, VOX)
         except SampleError as e:
@@ -262,7 +286,7 @@ def test_one_ffmpeg_process_per_source(tmp_path, monkeypatch, extra, members):
     vf.ffmpeg_exe.cache_clear()
     try:
         assert vf.ffmpeg_exe() == str(wrapper)
-        outs = run(shared("video/pc-avs__Audio_Source_00015.mp4"),
+        outs = run(DATA / "extra" / "pc-avs__Audio_Source_00015.mp4",
                    [{"name": "clip", "clip_seconds": 2}, {"name": "resample_video", "fps": 25, "short_side": 112},
                     {"name": "resample_audio", "sample_rate": 16000, "format": "flac", "separate": True}, *extra])
     finally:

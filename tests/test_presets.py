@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from subsample_media import stream_types, streams
+from support import DATA, stream_types, streams
 
 import v2d_vox
 from v2d_vox.config import load_config, presets
 
-DATA = Path(__file__).parent / "data"
 FILES = {
     "talk": "pc-avs__Pose_Source_517600055.mp4",  # 4.48 s audio+video
     "short": "imageio__realshort.mp4",  # 1.17 s audio+video

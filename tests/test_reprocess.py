@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import av
 import pyarrow.parquet as pq
 import pytest
+from support import DATA, TALKING_HEADS, make_tar
 
 import v2d_vox
 from v2d_vox.cli import main
@@ -18,10 +18,6 @@ from v2d_vox.config import load_config
 from v2d_vox.errors import ConfigError
 from v2d_vox.shards import list_shards, shard_ids
 from v2d_vox.tars import read_tar
-
-DATA = Path(__file__).parent / "data"  # not `from conftest import`: tests/loader has a conftest too
-TALKING_HEADS = [
-    "pc-avs__Input_00010.mp4", "pc-avs__Pose_Source_517600055.mp4", "pc-avs__Audio_Source_00086.mp4"]
 
 
 def members(tar_path: Path) -> dict[str, dict[str, bytes]]:
@@ -33,16 +29,6 @@ def audio_info(data: bytes) -> tuple[int, int, float]:
         s = c.streams.audio[0]
         frames = list(c.decode(s))
     return s.sample_rate, s.channels, sum(f.samples for f in frames) / s.sample_rate
-
-
-def make_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for key, files in samples:
-            for ext, data in files.items():
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 @pytest.fixture(scope="module")

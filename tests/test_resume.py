@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from mediakit import media_files
+from support import DATA, media_files
 
 import v2d_vox
 
@@ -54,8 +54,6 @@ def test_sigkill_then_incremental_rerun_equals_clean_run(http_server, tmp_path):
 
 
 def test_overwrite_clears_only_our_files(tmp_path):
-    from mediakit import DATA
-
     (tmp_path / "u.txt").write_text("\n".join(str(DATA / n) for n in media_files()[:4]))
     out = tmp_path / "out"
     v2d_vox.download(str(tmp_path / "u.txt"), str(out), samples_per_shard=2, progress=False)
@@ -70,8 +68,6 @@ def test_overwrite_clears_only_our_files(tmp_path):
 
 def test_script_without_main_guard_finishes(tmp_path):
     """video2dataset loops forever here (spawned workers re-run the script); we must just finish."""
-    from mediakit import DATA
-
     (tmp_path / "u.txt").write_text("\n".join(str(DATA / n) for n in media_files()[:4]))
     script = tmp_path / "noguard.py"
     script.write_text(f"import v2d_vox\nv2d_vox.download({str(tmp_path / 'u.txt')!r}, {str(tmp_path / 'o')!r}, "
@@ -83,8 +79,6 @@ def test_script_without_main_guard_finishes(tmp_path):
 
 
 def test_wandb_offline_run_gets_the_summary(tmp_path, monkeypatch):
-    from mediakit import DATA
-
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import pyarrow.parquet as pq
 import pytest
-from test_reprocess import DATA, TALKING_HEADS, make_tar
+from support import DATA, TALKING_HEADS, make_tar
 
 import v2d_vox
 from v2d_vox.checks import flag_identities

@@ -7,7 +7,7 @@ import io
 import librosa
 import numpy as np
 import pytest
-from mediakit import DATA, make_media
+from support import DATA, make_media
 
 import subsamplers.spectrogram  # noqa: F401  (registers "spectrogram")
 from v2d_vox.errors import SubsampleError

@@ -6,15 +6,12 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
-import webdataset as wds
+from support import DATA, TALKING_HEADS, make_media, write_shard
 
-DATA = Path(__file__).parent.parent / "data"
 IDENTITIES = 4
 VIDEOS = 3  # per identity
 CLIPS = 2  # per video
@@ -27,44 +24,10 @@ def identity_color(identity: int) -> np.ndarray:
     return np.array([(60 * identity) % 256, 255 - 50 * identity, 40 + 40 * identity], dtype=np.uint8)
 
 
-def synth_clip(identity: int, seed: int, seconds: float = 1.2, video: bool = True, audio: bool = True) -> bytes:
+def synth_clip(identity: int, seed: int, seconds: float = 1.2) -> bytes:
     """An mp4 whose colour and tone depend on ``identity`` (learnable), with per-clip noise."""
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        if video:
-            vs = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
-            vs.width = vs.height = SIZE
-            vs.pix_fmt = "yuv420p"
-        if audio:
-            as_ = out.add_stream("aac", rate=SR, layout="mono")
-        if video:
-            base = identity_color(identity).astype(np.int16)
-            for i in range(int(seconds * FPS)):
-                img = base + rng.integers(-20, 20, (SIZE, SIZE, 3)) + (i % 5)
-                frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
-                out.mux(vs.encode(frame))
-            out.mux(vs.encode(None))
-        if audio:
-            t = np.arange(int(seconds * SR)) / SR
-            wave = 0.3 * np.sin(2 * np.pi * (200 + 150 * identity) * t) + 0.02 * rng.standard_normal(t.size)
-            pcm = wave.astype(np.float32)[None]
-            for k in range(0, pcm.shape[1], 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, k : k + 1024]), format="fltp",
-                                                   layout="mono")
-                frame.sample_rate = SR
-                frame.pts = k
-                frame.time_base = Fraction(1, SR)
-                out.mux(as_.encode(frame))
-            out.mux(as_.encode(None))
-    return buf.getvalue()
-
-
-def write_shard(path: Path, samples: list[dict]) -> str:
-    with wds.TarWriter(str(path)) as sink:
-        for s in samples:
-            sink.write(s)
-    return str(path)
+    return make_media(seconds, fps=FPS, size=(SIZE, SIZE), sample_rate=SR, seed=seed, color=identity_color(identity),
+                      tone=200 + 150 * identity, noise=True)
 
 
 @pytest.fixture(scope="session")
@@ -103,10 +66,9 @@ def many_shards(tmp_path_factory) -> list[str]:
 def real_shard(tmp_path_factory) -> str:
     """Real media: 3 talking heads (224x224 25 fps, 16 kHz AAC), an audio-only flac, a stored mel."""
     root = tmp_path_factory.mktemp("real_shard")
-    heads = ["pc-avs__Input_00010.mp4", "pc-avs__Pose_Source_517600055.mp4", "pc-avs__Audio_Source_00086.mp4"]
     samples = [{"__key__": Path(name).stem.replace(".", "_"), "mp4": (DATA / name).read_bytes(),
                 "json": json.dumps({"identity": f"real{i}", "source_key": name}).encode(), "txt": b"hello"}
-               for i, name in enumerate(heads)]
+               for i, name in enumerate(TALKING_HEADS)]
     samples.append({"__key__": "crow", "flac": (DATA / "deb-sonic-pi-samples__misc_crow.flac").read_bytes(),
                     "json": b'{"identity": "crow"}'})
     mel = io.BytesIO()

@@ -1,0 +1,267 @@
+"""Helpers shared by the tests (and the benchmarks): the media in tests/data, one synthetic media generator,
+readers that tests assert with, tar writers and a loopback HTTP server that also plays a crawler's faults.
+
+Import it as ``support`` from tests (pytest puts tests/ on sys.path) and as ``tests.support`` from the repo
+root. It is a plain module, not a conftest: `from conftest import` is ambiguous (tests/loader has one too),
+and a test module must never import another test module."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import mimetypes
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+DATA = Path(__file__).parent / "data"
+# talking heads in DATA: 224x224@25 H.264 + 16 kHz mono AAC, 4.3 / 4.54 / 5.26 s
+TALKING_HEADS = ["pc-avs__Input_00010.mp4", "pc-avs__Pose_Source_517600055.mp4", "pc-avs__Audio_Source_00086.mp4"]
+
+
+def media_files() -> list[str]:
+    """The download tests' corpus: the files directly in DATA. Tests count on its size, so media used by a
+    single test lives in a subfolder (DATA / "extra") and stays out of it."""
+    return sorted(p.name for p in DATA.iterdir() if p.is_file() and p.suffix != ".md")
+
+
+# ---------------------------------------------------------------- synthetic media
+
+
+def make_media(duration: float = 3.0, fps: float = 25, size: tuple[int, int] = (320, 240),
+               sample_rate: int = 16000, video: bool = True, audio: bool = True, container: str = "mp4",
+               seed: int = 0, *, color: tuple[int, int, int] | np.ndarray | None = None,
+               tone: float | None = None, noise: bool = False, vcodec: str = "libx264", acodec: str | None = None,
+               drop_every: int = 0) -> bytes:
+    """A synthetic clip of known shape, encoded with PyAV: every test's and benchmark's generated media.
+
+    Picture: a moving gradient on a colour drawn from `seed`, or a flat `color` (with `noise`: +-20 per pixel
+    and a small flicker, so an identity is learnable but not trivially constant). Sound: a tone at `tone` Hz
+    (drawn from `seed` if None), plus white noise of std 0.02 with `noise`. `drop_every=k` leaves out every
+    k-th frame while keeping the others' timestamps: a variable-frame-rate stream. The audio codec defaults
+    to AAC in mp4/mov/matroska and 16-bit PCM elsewhere (wav); `vcodec`/`acodec` pick others (mpeg4, mp3,
+    libopus...)."""
+    rng = np.random.default_rng(seed)
+    base = None if color is not None else rng.integers(0, 255, 3)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        if video:
+            options = {"preset": "ultrafast"} if vcodec == "libx264" else {}
+            rate = Fraction(fps).limit_denominator(1001)
+            vs = out.add_stream(vcodec, rate=rate, options=options)
+            vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
+        if audio:
+            acodec = acodec or ("aac" if container in ("mp4", "mov", "matroska") else "pcm_s16le")
+            as_ = out.add_stream(acodec, rate=sample_rate, layout="mono")
+        if video:
+            yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
+            for i in range(int(duration * fps)):
+                if color is None:
+                    img = ((xx + yy + 4 * i)[..., None] + base) % 256
+                elif noise:
+                    img = np.asarray(color, np.int16) + rng.integers(-20, 20, (size[1], size[0], 3)) + (i % 5)
+                else:
+                    img = np.broadcast_to(np.asarray(color, np.int16), (size[1], size[0], 3))
+                if drop_every and i % drop_every == drop_every - 1:
+                    continue
+                frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
+                frame.pts, frame.time_base = i, 1 / rate
+                out.mux(vs.encode(frame))
+            out.mux(vs.encode(None))
+        if audio:
+            t = np.arange(int(duration * sample_rate)) / sample_rate
+            freq = rng.uniform(200, 800) if tone is None else tone
+            wave = 0.3 * np.sin(2 * np.pi * freq * t)
+            if noise:
+                wave = wave + 0.02 * rng.standard_normal(t.size)
+            pcm = wave.astype(np.float32)[None]
+            for start in range(0, pcm.shape[1], 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, start : start + 1024]), format="fltp",
+                                                   layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
+                out.mux(as_.encode(frame))
+            out.mux(as_.encode(None))
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- reading outputs back
+
+
+def streams(data: bytes) -> dict[str, dict[str, Any]]:
+    """type -> {duration, frames, width, height, fps | sample_rate, channels} of the first stream of each type:
+    what tests assert on, read with PyAV rather than with the code under test."""
+    out: dict[str, dict[str, Any]] = {}
+    with av.open(io.BytesIO(data)) as c:
+        for s in c.streams:
+            if s.type not in ("video", "audio") or s.type in out:
+                continue
+            info: dict[str, Any] = {"duration": float(s.duration * s.time_base) if s.duration else None}
+            if s.type == "video":
+                info.update(width=s.codec_context.width, height=s.codec_context.height,
+                            fps=float(s.average_rate))
+            else:
+                info.update(sample_rate=s.codec_context.sample_rate, channels=s.codec_context.channels)
+            out[s.type] = info
+    if "video" in out:
+        with av.open(io.BytesIO(data)) as c:
+            out["video"]["frames"] = sum(1 for _ in c.decode(video=0))
+    return out
+
+
+def stream_types(data: bytes) -> list[str]:
+    """The type of every stream, in container order (subtitle and attachment streams included)."""
+    with av.open(io.BytesIO(data)) as c:
+        return [s.type for s in c.streams]
+
+
+# ---------------------------------------------------------------- tars
+
+
+def make_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
+    """A plain tar of KEY.EXT members in the given order: repeated keys and foreign layouts (video2dataset's)
+    are allowed, which webdataset's writer would not produce."""
+    with tarfile.open(path, "w") as tar:
+        for key, files in samples:
+            for ext, data in files.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def write_shard(path: Path, samples: list[dict]) -> str:
+    """A webdataset shard written by webdataset's own TarWriter (dicts with "__key__"), as a loader reads it."""
+    import webdataset as wds
+
+    with wds.TarWriter(str(path)) as sink:
+        for s in samples:
+            sink.write(s)
+    return str(path)
+
+
+# ---------------------------------------------------------------- loopback HTTP server
+
+
+class _FaultHandler(BaseHTTPRequestHandler):
+    """GET /<route>/<rest>. /media/NAME serves a file of the server's roots; the other routes play the faults
+    a crawler meets: /slow/MS/NAME, /flaky500/NAME (500 the first time), /always500/*, /stall/* (headers, a
+    few bytes, then silence), /zero/*, /random/SEED, /truncated/NAME, /shortbody/NAME (announces more than it
+    sends), /html/*, /html-as-mp4/*; anything else is an HTML 404."""
+
+    server: MediaServer
+
+    def log_message(self, *args):  # keep test and benchmark output clean
+        pass
+
+    def _send(self, code: int, body: bytes, ctype: str = "application/octet-stream", length: int | None = None,
+              head: bool = False):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _media(self, name: str, head: bool = False):
+        data = self.server.file(name)
+        if data is None:
+            return self._send(404, b"not found", head=head)
+        return self._send(200, data, mimetypes.guess_type(name)[0] or "application/octet-stream", head=head)
+
+    def do_HEAD(self):  # noqa: N802 (http.server's name)
+        kind, _, rest = self.path.lstrip("/").partition("/")
+        return self._media(rest, head=True) if kind == "media" else self._send(404, b"", "text/html", head=True)
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        kind, _, rest = self.path.lstrip("/").partition("/")
+        hit = self.server.record(self.path, self.headers.get("User-Agent", ""))
+        if kind == "media":
+            return self._media(rest)
+        if kind == "slow":  # a slow but healthy server
+            ms, _, name = rest.partition("/")
+            time.sleep(int(ms) / 1000)
+            return self._media(name)
+        if kind == "flaky500":
+            return self._send(500, b"oops") if hit == 1 else self._send(200, self.server.file(rest) or b"")
+        if kind == "always500":
+            return self._send(503, b"unavailable")
+        if kind == "stall":  # the client's read timeout must fire
+            self._send(200, b"\x00" * 100, length=100000)
+            time.sleep(self.server.stall_seconds)
+            return None
+        if kind == "zero":
+            return self._send(200, b"")
+        if kind == "random":
+            return self._send(200, np.random.default_rng(int(rest or 0)).bytes(50000))
+        if kind == "truncated":
+            data = self.server.file(rest) or b""
+            return self._send(200, data[: len(data) // 3])
+        if kind == "shortbody":
+            data = self.server.file(rest) or b""
+            self._send(200, data[:1000], length=len(data))
+            self.close_connection = True
+            return None
+        if kind == "html":
+            return self._send(200, b"<html><body>Video unavailable</body></html>" * 20, "text/html")
+        if kind == "html-as-mp4":
+            return self._send(200, b"<!doctype html><html><body>404</body></html>" * 20, "video/mp4")
+        return self._send(404, b"<html>404</html>", "text/html")
+
+
+class MediaServer(ThreadingHTTPServer):
+    """A threaded server on 127.0.0.1 (free port) serving files of `roots` under /media/ plus fault routes.
+    `hits` (path -> GET count) and `agents` (User-Agent headers seen) let tests check retries and headers."""
+
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 drops SYNs under 16 clients: 1 s TCP retransmit stalls
+
+    def __init__(self, roots: list[Path], stall_seconds: float = 8.0):
+        self.roots = [Path(r) for r in roots]
+        self.stall_seconds = stall_seconds
+        self.hits: dict[str, int] = {}
+        self.agents: set[str] = set()
+        self._lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _FaultHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def file(self, name: str) -> bytes | None:
+        for root in self.roots:
+            path = root / name
+            if path.is_file():
+                return path.read_bytes()
+        return None
+
+    def record(self, path: str, agent: str) -> int:
+        with self._lock:
+            self.hits[path] = self.hits.get(path, 0) + 1
+            self.agents.add(agent)
+            return self.hits[path]
+
+    def handle_error(self, request, client_address):  # clients that hang up early (stalls, probes) are normal
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+@contextlib.contextmanager
+def serve(*roots: str | Path, stall_seconds: float = 8.0) -> Iterator[MediaServer]:
+    """Run a MediaServer over `roots` for the duration of the block."""
+    server = MediaServer([Path(r) for r in roots], stall_seconds)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
