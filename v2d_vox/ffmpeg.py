@@ -24,6 +24,7 @@ Safety and hygiene:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -318,6 +319,11 @@ def run_plan(plan: MediaPlan, sample: Sample) -> list[Sample]:
                                   pass_fds=fds, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise SubsampleError(f"ffmpeg timed out after {timeout:g} s (killed)") from None
+        except OSError as e:  # each output still costs arguments: thousands of clips reach the total limit
+            if e.errno != errno.E2BIG:
+                raise
+            raise SubsampleError(f"ffmpeg command too long for the OS ({len(command.outputs)} outputs): "
+                                 "give fewer clips per source") from None
         if proc.returncode != 0:
             raise SubsampleError(f"ffmpeg failed (exit {proc.returncode}): {clean_error(proc.stderr, folder)}")
         data = {}
