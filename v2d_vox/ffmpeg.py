@@ -116,8 +116,38 @@ def escape(spec: str) -> str:
     return re.sub(r"([\\'\[\],;])", r"\\\1", spec)
 
 
-def chain(src: str, filters: list[str], dst: str) -> str:
-    return f"[{src}]{','.join(filters)}[{dst}]"
+@dataclass(frozen=True)
+class Target:
+    """The plan resolved against the probed source: what every clip's branch needs."""
+
+    video: dict[str, Any] | None  # the kept source streams
+    audio: dict[str, Any] | None
+    vspec: VideoSpec
+    aspec: AudioSpec
+    fps: float
+    rate: int
+    channels: int
+    offset: float  # where the input is seeked to: clip times are relative to it
+
+
+def resolve(plan: MediaPlan, info: dict[str, Any]) -> Target:
+    video, audio = plan.streams(info)
+    if not video and not audio:
+        kept = "audio" if plan.layout.keep_audio else "video"
+        raise SubsampleError(f"no {kept} stream to keep (source has_video={info.get('has_video')}, "
+                             f"has_audio={info.get('has_audio')})")
+    window = plan.layout.window()
+    return Target(video, audio, plan.layout.video or VideoSpec(), plan.layout.audio or AudioSpec(),
+                  plan.output_fps(info) if video else 0.0, *(plan.output_audio(info) if audio else (0, 0)),
+                  window[0] if window else 0.0)
+
+
+def seek(window: tuple[float, float] | None) -> list[str]:
+    """Input options that read only the source range the clips need."""
+    if window is None:
+        return []
+    start, end = window
+    return (["-ss", f"{start:.6f}"] if start else []) + ["-t", f"{end - start:.6f}"]
 
 
 def _even(x: float) -> int:
@@ -147,30 +177,30 @@ def geometry(spec: VideoSpec, src: dict[str, Any]) -> list[str]:
     return [*filters, "setsar=1"]
 
 
-def cut_video(clip: Clip, offset: float, fps: float, spec: VideoSpec, src: dict[str, Any]) -> list[str]:
-    """Filters that make one clip's video from the source stream (times relative to the input's seek)."""
-    start = f"{clip.start - offset:.6f}"
-    trim = [] if clip.end is None else [f"trim=start={start}:end={clip.end - offset:.6f}"]
+def cut_video(clip: Clip, t: Target) -> list[str]:
+    """Filters that make one clip's video from the source stream."""
+    start = f"{clip.start - t.offset:.6f}"
+    trim = [] if clip.end is None else [f"trim=start={start}:end={clip.end - t.offset:.6f}"]
     # constant rate from the clip's start: a late first frame is held from 0, so video stays in sync
-    return [*trim, f"fps={fps}:start_time={start}", "setpts=PTS-STARTPTS", *geometry(spec, src)]
+    return [*trim, f"fps={t.fps}:start_time={start}", "setpts=PTS-STARTPTS", *geometry(t.vspec, t.video)]
 
 
-def cut_audio(clip: Clip, offset: float) -> list[str]:
+def cut_audio(clip: Clip, t: Target) -> list[str]:
     """Filters that make one clip's audio: silence fills a late start or a gap, so audio stays in sync with
     video and has the clip's length."""
     if clip.end is None:
         return ["aresample=min_comp=0.001:first_pts=0"]
-    start = f"{clip.start - offset:.6f}"
-    return [f"atrim=start={start}:end={clip.end - offset:.6f}", f"asetpts=PTS-{start}/TB",
+    start = f"{clip.start - t.offset:.6f}"
+    return [f"atrim=start={start}:end={clip.end - t.offset:.6f}", f"asetpts=PTS-{start}/TB",
             "aresample=min_comp=0.001:first_pts=0", f"apad=whole_dur={clip.end - clip.start:.6f}"]
 
 
-def video_options(spec: VideoSpec, src: dict[str, Any], crf: int | None) -> list[str]:
-    gop = str(spec.gop(src))
+def video_options(t: Target, crf: int | None) -> list[str]:
+    spec, gop = t.vspec, str(t.vspec.gop(t.video))
     options = ["-c:v", spec.codec, "-pix_fmt", "yuv420p", "-g", gop, "-keyint_min", gop]
     if spec.codec == "libx264":
         options += ["-crf", str(crf if crf is not None else spec.crf), "-preset", spec.preset]
-    return options
+    return options + ["-f", VIDEO_CONTAINERS[spec.container]]
 
 
 def audio_options(spec: AudioSpec, codec: str) -> list[str]:
@@ -181,22 +211,21 @@ def audio_options(spec: AudioSpec, codec: str) -> list[str]:
     return options
 
 
-def outputs(i: int, v: str | None, a: str | None, tag: str, vspec: VideoSpec, aspec: AudioSpec,
-            src: dict[str, Any] | None, crf: int | None) -> list[Output]:
+def outputs(i: int, v: str | None, a: str | None, tag: str, t: Target, crf: int | None = None) -> list[Output]:
     """Clip i's files ``{i:05d}.{tag}{ext}`` from graph labels ``v``/``a``: video (with its audio unless
     separate), and audio alone when separate or when there is no video."""
     out = []
     if v is not None:
-        maps, options = [f"[{v}]"], video_options(vspec, src, crf) + ["-f", VIDEO_CONTAINERS[vspec.container]]
-        if a is not None and not aspec.separate:
+        maps, options = [f"[{v}]"], video_options(t, crf)
+        if a is not None and not t.aspec.separate:
             maps.append(f"[{a}]")
-            options += audio_options(aspec, aspec.codec)
-        if vspec.container == "mp4":
+            options += audio_options(t.aspec, t.aspec.codec)
+        if t.vspec.container == "mp4":
             options += ["-movflags", "+faststart"]
-        out.append(Output(i, tag + vspec.container, maps, options))
-    if a is not None and (v is None or aspec.separate):
-        codec, muxer = AUDIO_FORMATS[aspec.format]
-        out.append(Output(i, tag + aspec.format, [f"[{a}]"], audio_options(aspec, codec) + ["-f", muxer]))
+        out.append(Output(i, tag + t.vspec.container, maps, options))
+    if a is not None and (v is None or t.aspec.separate):
+        codec, muxer = AUDIO_FORMATS[t.aspec.format]
+        out.append(Output(i, tag + t.aspec.format, [f"[{a}]"], audio_options(t.aspec, codec) + ["-f", muxer]))
     return out
 
 
@@ -208,71 +237,64 @@ class Graph:
         self.inputs: list[Input] = []
 
     def add(self, src: str, filters: list[str], dst: str) -> str:
-        self.lines.append(chain(src, filters, dst))
+        self.lines.append(f"[{src}]{','.join(filters)}[{dst}]")
         return dst
 
-    def fork(self, src: str, name: str, a: str, b: str) -> tuple[str, str]:
-        """Two copies of a stream (``split``/``asplit``)."""
+    def split(self, stream: dict[str, Any] | None, name: str, label: str, clips: list[Clip]) -> None:
+        """One branch of a source stream per clip."""
+        if stream:
+            branches = "".join(f"[{label}{c.index}]" for c in clips)
+            self.lines.append(f"[0:{stream['index']}]{name}={len(clips)}{branches}")
+
+    def fork(self, src: str | None, name: str, a: str, b: str) -> tuple[str | None, str | None]:
+        """Two copies of a stream (``split``/``asplit``); None stays None."""
+        if src is None:
+            return None, None
         self.lines.append(f"[{src}]{name}[{a}][{b}]")
         return a, b
 
     def edit_video(self, i: int, v: str, edit: Edit) -> str:
         return self.add(v, [escape(f) for f in edit.video_filters], f"ev{i}") if edit.video_filters else v
 
-    def edit_audio(self, i: int, a: str, edit: Edit, rate: int, channels: int) -> str:
+    def edit_audio(self, i: int, a: str, edit: Edit, t: Target) -> str:
         """The mix, then the filters, in the output's rate and channels: a mix gain and filter times mean
         what they do on the written clip."""
         if not (edit.mix or edit.audio_filters):
             return a
-        fmt = f"aformat=sample_rates={rate}:channel_layouts={channel_layout(channels)}"
+        fmt = f"aformat=sample_rates={t.rate}:channel_layouts={channel_layout(t.channels)}"
         filters = [escape(f) for f in edit.audio_filters]
         if not edit.mix:
             return self.add(a, [fmt, *filters], f"ea{i}")
         self.inputs.append(Input(edit.mix.audio, ["-stream_loop", "-1"]))
         noise = self.add(f"{len(self.inputs)}:a:0", [fmt, f"volume={edit.mix.gain_db}dB"], f"na{i}")
         mixed = self.add(a, [fmt], f"ma{i}")
-        self.lines.append(f"[{mixed}][{noise}]amix=inputs=2:duration=first:normalize=0"
-                          f"{''.join(',' + f for f in filters)}[ea{i}]")
+        self.lines.append(f"[{mixed}][{noise}]" + ",".join(["amix=inputs=2:duration=first:normalize=0", *filters])
+                          + f"[ea{i}]")
         return f"ea{i}"
+
+    def clip(self, clip: Clip, edit: Edit, variant: str | None, t: Target) -> list[Output]:
+        """One clip's branch: cut and resample, then (on a copy when there is a variant) its edit."""
+        i, tag, outs = clip.index, "", []
+        v = self.add(f"sv{i}", cut_video(clip, t), f"v{i}") if t.video else None
+        a = self.add(f"sa{i}", cut_audio(clip, t), f"a{i}") if t.audio else None
+        if variant:
+            v, clean_v = self.fork(v, "split", f"xv{i}", f"cv{i}")
+            a, clean_a = self.fork(a, "asplit", f"xa{i}", f"ca{i}")
+            outs, tag = outputs(i, clean_v, clean_a, "", t), f"{variant}."
+        v = self.edit_video(i, v, edit) if v else None
+        a = self.edit_audio(i, a, edit, t) if a else None
+        return outs + outputs(i, v, a, tag, t, edit.crf)
 
 
 def compile_plan(plan: MediaPlan, sample: Sample) -> Command:
-    """The ffmpeg command for a probed sample: a branch per clip from each kept stream, its outputs."""
-    info = sample.meta["probe"]
-    video, audio = plan.streams(info)
-    if not video and not audio:
-        kept = "audio" if plan.layout.keep_audio else "video"
-        raise SubsampleError(f"no {kept} stream to keep (source has_video={info.get('has_video')}, "
-                             f"has_audio={info.get('has_audio')})")
-    vspec, aspec = plan.layout.video or VideoSpec(), plan.layout.audio or AudioSpec()
-    window = plan.layout.window()
-    offset, options = 0.0, []
-    if window:
-        offset = window[0]
-        options = (["-ss", f"{offset:.6f}"] if offset else []) + ["-t", f"{window[1] - offset:.6f}"]
+    """The ffmpeg command for a probed sample: a branch per clip from each kept stream, and its outputs."""
+    t = resolve(plan, sample.meta["probe"])
     clips = plan.clips(sample.key)
-    fps = plan.output_fps(info) if video else 0.0
-    rate, channels = plan.output_audio(info) if audio else (0, 0)
     graph = Graph()
-    for stream, name, label in ((video, "split", "sv"), (audio, "asplit", "sa")):
-        if stream:  # one branch per clip
-            branches = "".join(f"[{label}{c.index}]" for c in clips)
-            graph.lines.append(f"[0:{stream['index']}]{name}={len(clips)}{branches}")
-    outs = []
-    for clip in clips:
-        i, edit = clip.index, plan.edits.get(clip.index, Edit())
-        v = graph.add(f"sv{i}", cut_video(clip, offset, fps, vspec, video), f"v{i}") if video else None
-        a = graph.add(f"sa{i}", cut_audio(clip, offset), f"a{i}") if audio else None
-        tag = ""
-        if plan.variant:  # the clip as cut, then a copy that takes the edit
-            v, clean_v = graph.fork(v, "split", f"xv{i}", f"cv{i}") if v else (None, None)
-            a, clean_a = graph.fork(a, "asplit", f"xa{i}", f"ca{i}") if a else (None, None)
-            outs += outputs(i, clean_v, clean_a, "", vspec, aspec, video, None)
-            tag = f"{plan.variant}."
-        v = graph.edit_video(i, v, edit) if v else None
-        a = graph.edit_audio(i, a, edit, rate, channels) if a else None
-        outs += outputs(i, v, a, tag, vspec, aspec, video, edit.crf)
-    return Command([Input(sample.media, options), *graph.inputs], ";\n".join(graph.lines), outs)
+    graph.split(t.video, "split", "sv", clips)
+    graph.split(t.audio, "asplit", "sa", clips)
+    outs = [out for clip in clips for out in graph.clip(clip, plan.edits.get(clip.index, Edit()), plan.variant, t)]
+    return Command([Input(sample.media, seek(plan.layout.window())), *graph.inputs], ";\n".join(graph.lines), outs)
 
 
 def _workdir() -> tempfile.TemporaryDirectory:
