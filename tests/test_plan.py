@@ -61,6 +61,13 @@ def test_three_clips_compile_to_three_branches_and_their_outputs():
     assert args[args.index("-/filter_complex") + 1] == "graph.txt" and command.graph not in args
 
 
+def test_graph_file_option_of_the_wheel_ffmpeg():
+    """FFmpeg 8 removed -filter_complex_script; the wheel's ffmpeg (9.x) reads the graph with -/filter_complex."""
+    import imageio_ffmpeg
+
+    assert vf.graph_option(imageio_ffmpeg.get_ffmpeg_exe()) == "-/filter_complex"
+
+
 def test_mix_inputs_loop_and_filters_are_escaped():
     plan = MediaPlan(Layout(spans=[(0, 1), (1, 2)]), edits={
         1: Edit(audio_filters=["aeval=exprs=val(ch)*not(between(t,0.1,0.2)):c=same"], mix=Mix(b"noise", -6))})
@@ -78,7 +85,8 @@ def test_keys_resolved_parameters_and_identity():
     assert (plan.output_fps(info), plan.output_audio(info)) == (25, (16000, 1))
     plan.steps.append({"name": "streams"})
     plan.timeout = 5
-    assert plan.is_identity  # provenance and the timeout shape no output
+    plan.edit(0)
+    assert plan.is_identity  # provenance, the timeout and an empty edit shape no output
     plan.layout = Layout(spans=[(2.5, 3.0), (1.5, 2.0)], video=VideoSpec(fps=10), audio=AudioSpec(channels=2))
     assert [c.key for c in plan.clips("k")] == ["k_00000", "k_00001"] and plan.layout.window() == (0.5, 3.0)
     assert (plan.output_fps(info), plan.output_audio(info)) == (10, (16000, 2))

@@ -181,5 +181,6 @@ class MediaPlan:
     @property
     def is_identity(self) -> bool:
         """True when the outputs would be the source itself: every field that shapes them is at its default
-        (provenance and the timeout do not)."""
-        return dataclasses.replace(self, steps=[], timeout=None) == MediaPlan()
+        (provenance, the timeout and edits made empty do not shape them)."""
+        edits = {i: e for i, e in self.edits.items() if e != Edit()}
+        return dataclasses.replace(self, edits=edits, steps=[], timeout=None) == MediaPlan()
