@@ -90,4 +90,4 @@ class Clip(Subsampler):
         if not spans:
             need = f"clip_seconds {self.clip_seconds}" if self.clip_seconds else "a clip span inside it"
             raise Filtered(f"no clip fits: duration {duration:.2f} s, needs {need}")
-        plan.spans = spans[: self.max_clips]
+        plan.layout.spans = spans[: self.max_clips]

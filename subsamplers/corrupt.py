@@ -38,8 +38,7 @@ import av
 import numpy as np
 
 from v2d_vox.errors import SubsampleError
-from v2d_vox.ffmpeg import PREROLL, channel_layout, output_audio, output_fps
-from v2d_vox.plan import MediaPlan, Mix
+from v2d_vox.plan import MediaPlan, Mix, channel_layout
 from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Subsampler, register
 
@@ -103,31 +102,32 @@ class Corrupt(Subsampler):
 
     def plan(self, plan: MediaPlan, sample: Sample) -> None:
         info = sample.meta["probe"]
-        video = None if plan.drop_video else info.get("video")
-        audio = None if plan.drop_audio else info.get("audio")
-        spans = plan.spans or [(0.0, source_duration(info))]
-        keys = [f"{sample.key}_{i:05d}" for i in range(len(spans))] if plan.spans else [sample.key]
-        noisy = {}
-        for i, ((start, end), key) in enumerate(zip(spans, keys)):
-            record: dict[str, Any] = {"seed": self.seed, "key": key, "keep_clean": self.keep_clean}
+        video, audio = plan.streams(info)
+        noisy: dict[int, dict[str, Any]] = {}
+        spans = {}
+        for clip in plan.clips(sample.key):
+            end = source_duration(info) if clip.end is None else clip.end
+            spans[clip.index] = (clip.start, end)
+            edit = plan.edit(clip.index)
+            record: dict[str, Any] = {"seed": self.seed, "key": clip.key, "keep_clean": self.keep_clean}
             if video:
-                filters, record["video"], encoder = self._video(key, end - start, output_fps(plan, video))
-                plan.clip_video_filters.setdefault(i, []).extend(filters)
-                if encoder:
-                    plan.clip_video.setdefault(i, {}).update(encoder)
+                filters, record["video"], crf = self._video(clip.key, end - clip.start, plan.output_fps(info))
+                edit.video_filters += filters
+                edit.crf = edit.crf if crf is None else crf
             if audio:
-                filters, record["audio"] = self._audio(key, end - start)
-                plan.clip_audio_filters.setdefault(i, []).extend(filters)
+                filters, record["audio"] = self._audio(clip.key, end - clip.start)
+                edit.audio_filters += filters
                 if "noise" in record["audio"]:
-                    noisy[i] = record["audio"]["noise"]
-            plan.clip_meta.setdefault(i, {})["corrupt"] = record
+                    noisy[clip.index] = record["audio"]["noise"]
+            edit.meta["corrupt"] = record
         if noisy:
-            self._mix_noise(plan, sample, spans, noisy, *output_audio(plan, audio))
+            self._mix_noise(plan, sample, spans, noisy, *plan.output_audio(info))
         if self.keep_clean:
             plan.variant = "corrupt"
 
-    def _video(self, key: str, seconds: float, fps: float) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
-        filters, params, encoder = [], {}, {}
+    def _video(self, key: str, seconds: float, fps: float) -> tuple[list[str], dict[str, Any], int | None]:
+        """Filters, drawn parameters, and the crf of a low-quality encode (None: none drawn)."""
+        filters, params, crf = [], {}, None
         frames = round(seconds * fps)
         if (r := self._draw(key, "drop_frames", self.p_drop_frames)) and frames > 2:
             run = min(r.randint(*map(int, self.drop_frames)), frames - 2)
@@ -152,9 +152,9 @@ class Corrupt(Subsampler):
             filters.append(f"noise=alls={strength}:allf=t:all_seed={seed}")
             params["noise"] = {"strength": strength, "seed": seed}
         if r := self._draw(key, "compress", self.p_compress):
-            encoder["crf"] = r.randint(*map(int, self.crf))
-            params["compress"] = {"crf": encoder["crf"]}
-        return filters, params, encoder
+            crf = r.randint(*map(int, self.crf))
+            params["compress"] = {"crf": crf}
+        return filters, params, crf
 
     def _audio(self, key: str, seconds: float) -> tuple[list[str], dict[str, Any]]:
         filters, params = [], {}
@@ -179,10 +179,11 @@ class Corrupt(Subsampler):
             params["dropout"] = {"spans": spans}
         return filters, params
 
-    def _mix_noise(self, plan: MediaPlan, sample: Sample, spans: list[tuple[float, float]],
+    def _mix_noise(self, plan: MediaPlan, sample: Sample, spans: dict[int, tuple[float, float]],
                    noisy: dict[int, dict[str, Any]], rate: int, channels: int) -> None:
         """One unit-RMS noise input per noisy clip, mixed at the gain that gives the drawn SNR."""
-        levels = span_levels(sample.media, [spans[i] for i in noisy], rate, channels)
+        window = plan.layout.window() or (0.0, None)
+        levels = span_levels(sample.media, [spans[i] for i in noisy], rate, channels, window)
         for (i, noise), level in zip(noisy.items(), levels):
             start, end = spans[i]
             n = max(1, round((end - start) * rate))
@@ -193,8 +194,7 @@ class Corrupt(Subsampler):
                 pcm = colored_noise(rng, channels, n, noise["color"])
             noise["speech_dbfs"] = round(max(20 * math.log10(max(level, 1e-12)), SILENCE_DBFS), 4)
             noise["gain_db"] = round(noise["speech_dbfs"] - noise["snr_db"], 4)
-            plan.extra_audio.append(wav_bytes(pcm / np.sqrt(np.mean(pcm**2) or 1.0), rate))
-            plan.mix[i] = Mix(len(plan.extra_audio) - 1, noise["gain_db"])
+            plan.edit(i).mix = Mix(wav_bytes(pcm / np.sqrt(np.mean(pcm**2) or 1.0), rate), noise["gain_db"])
 
 
 def colored_noise(rng: np.random.Generator, channels: int, n: int, color: str) -> np.ndarray:
@@ -254,10 +254,11 @@ def decode_pcm(data: bytes, rate: int, channels: int, start: float = 0.0,
     return pcm, first or 0.0
 
 
-def span_levels(data: bytes, spans: list[tuple[float, float]], rate: int, channels: int) -> list[float]:
-    """RMS of the source audio over each span (silence where it has none), in the output's rate and channels."""
-    pcm, t0 = decode_pcm(data, rate, channels, max(0.0, min(s for s, _ in spans) - PREROLL),
-                         max(e for _, e in spans))
+def span_levels(data: bytes, spans: list[tuple[float, float]], rate: int, channels: int,
+                window: tuple[float, float | None]) -> list[float]:
+    """RMS of the source audio over each span (silence where it has none), in the output's rate and channels,
+    decoded over the source ``window`` the ffmpeg pass reads."""
+    pcm, t0 = decode_pcm(data, rate, channels, *window)
     levels = []
     for start, end in spans:
         a, n = round((start - t0) * rate), max(1, round((end - start) * rate))

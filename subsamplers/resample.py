@@ -1,20 +1,13 @@
-"""Resampling steps for the one ffmpeg pass: video fps/size/codec, audio rate/channels/format."""
+"""Resampling steps for the one ffmpeg pass: video fps/size/codec, audio rate/channels/format. Each sets
+the plan's typed output spec, which also checks the arguments (bad ones fail at config time)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from v2d_vox.ffmpeg import AUDIO_FORMATS, VIDEO_CONTAINERS
-from v2d_vox.plan import MediaPlan
+from v2d_vox.plan import AudioSpec, MediaPlan, VideoSpec
 from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Subsampler, register
-
-MODES = ("scale", "crop", "pad")
-
-
-def _set(target: dict, step: Subsampler, skip: tuple[str, ...] = ()) -> None:
-    target.update({f.name: getattr(step, f.name) for f in fields(step)
-                   if f.name not in skip and getattr(step, f.name) is not None})
 
 
 @register("resample_video")
@@ -37,22 +30,15 @@ class ResampleVideo(Subsampler):
     container: str = "mp4"
 
     def __post_init__(self):
-        if (self.width is None) != (self.height is None):
-            raise ValueError("give both width and height, or short_side")
-        if self.short_side and self.width:
-            raise ValueError("give either short_side or width x height, not both")
-        if any(x is not None and (x < 2 or x % 2) for x in (self.short_side, self.width, self.height)):
-            raise ValueError("sizes must be even numbers >= 2 (yuv420p)")
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}; choose one of {MODES}")
-        if self.container not in VIDEO_CONTAINERS:
-            raise ValueError(f"container={self.container!r}; choose one of {tuple(VIDEO_CONTAINERS)}")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"fps must be > 0, got {self.fps}")
+        self.spec()
+
+    def spec(self) -> VideoSpec:
+        return VideoSpec(fps=self.fps, width=self.width, height=self.height, short_side=self.short_side,
+                         mode=self.mode, codec=self.codec, crf=self.crf, preset=self.preset,
+                         gop_seconds=self.gop_seconds, container=self.container)
 
     def plan(self, plan: MediaPlan, sample: Sample) -> None:
-        _set(plan.video, self, skip=("container",))
-        plan.container = self.container
+        plan.layout.video = self.spec()
 
 
 @register("resample_audio")
@@ -71,13 +57,11 @@ class ResampleAudio(Subsampler):
     separate: bool = False
 
     def __post_init__(self):
-        if self.format not in AUDIO_FORMATS:
-            raise ValueError(f"format={self.format!r}; choose one of {tuple(AUDIO_FORMATS)}")
-        if self.sample_rate is not None and self.sample_rate <= 0:
-            raise ValueError(f"sample_rate must be > 0, got {self.sample_rate}")
-        if self.channels is not None and self.channels not in range(1, 9):
-            raise ValueError(f"channels must be 1..8, got {self.channels}")
+        self.spec()
+
+    def spec(self) -> AudioSpec:
+        return AudioSpec(sample_rate=self.sample_rate, channels=self.channels, format=self.format,
+                         codec=self.codec, bitrate=self.bitrate, separate=self.separate)
 
     def plan(self, plan: MediaPlan, sample: Sample) -> None:
-        _set(plan.audio, self, skip=("separate",))
-        plan.split_audio = plan.split_audio or self.separate
+        plan.layout.audio = self.spec()

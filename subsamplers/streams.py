@@ -24,5 +24,5 @@ class Streams(Subsampler):
             raise ValueError("streams: keep at least one of video and audio")
 
     def plan(self, plan: MediaPlan, sample: Sample) -> None:
-        plan.drop_video = plan.drop_video or not self.video
-        plan.drop_audio = plan.drop_audio or not self.audio
+        plan.layout.keep_video = plan.layout.keep_video and self.video
+        plan.layout.keep_audio = plan.layout.keep_audio and self.audio

@@ -16,7 +16,7 @@ from support import DATA, make_media, stream_types, streams
 
 from v2d_vox import ffmpeg as vf
 from v2d_vox.errors import SampleError, SubsampleError
-from v2d_vox.plan import MediaPlan, Mix
+from v2d_vox.plan import AudioSpec, Edit, Layout, MediaPlan, Mix
 from v2d_vox.probe import probe
 from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Chain
@@ -203,9 +203,9 @@ def test_avi_and_mkv_opus_clips_stay_in_sync(odd):
 def test_per_clip_filters_and_noise_mix():
     """The hooks a corruption step uses: per-clip filter strings and an extra (looped) noise input."""
     noise = (DATA / "tflite-micro-speech__no_1000ms.wav").read_bytes()
-    plan = MediaPlan(spans=[(0.0, 2.0), (2.0, 4.0)], audio={"sample_rate": 16000},
-                     clip_video_filters={1: ["hflip", "eq=brightness=0.2"]}, clip_audio_filters={0: ["volume=0.5"]},
-                     extra_audio=[noise], mix={1: Mix(0, gain_db=-6)})
+    plan = MediaPlan(Layout(spans=[(0.0, 2.0), (2.0, 4.0)], audio=AudioSpec(sample_rate=16000)),
+                     edits={0: Edit(audio_filters=["volume=0.5"]),
+                            1: Edit(video_filters=["hflip", "eq=brightness=0.2"], mix=Mix(noise, gain_db=-6))})
     outs = vf.run_plan(plan, load(TALK))
     for out in outs:
         assert_synced(streams(out.files["mp4"]), 2.0)  # the 1 s noise is looped under the 2 s clip
@@ -219,7 +219,7 @@ def shm_dirs() -> set[str]:
 def test_failure_message_is_clean_and_temp_files_removed():
     before = shm_dirs()
     with pytest.raises(SubsampleError) as e:
-        vf.run_plan(MediaPlan(video_filters=["nosuchfilter=1"]), load(TALK))
+        vf.run_plan(MediaPlan(edits={0: Edit(video_filters=["nosuchfilter=1"])}), load(TALK))
     msg = str(e.value)
     assert msg.startswith("ffmpeg failed") and "nosuchfilter" in msg
     assert "/" not in msg.replace("/libx264", "") and "0x" not in msg
@@ -229,7 +229,7 @@ def test_failure_message_is_clean_and_temp_files_removed():
 def test_timeout_kills_ffmpeg_and_cleans_up():
     before = shm_dirs()
     with pytest.raises(SubsampleError, match=r"ffmpeg timed out after 0.01 s \(killed\)"):
-        vf.run_plan(MediaPlan(spans=[(0.0, 2.0)], timeout=0.01), load(TALK))
+        vf.run_plan(MediaPlan(Layout(spans=[(0.0, 2.0)]), timeout=0.01), load(TALK))
     assert shm_dirs() == before
 
 
@@ -245,8 +245,8 @@ def test_corrupted_or_broken_inputs_end_with_a_status():
 
 def test_inputs_may_only_use_the_fd_protocol(tmp_path):
     """Every input is ``-protocol_whitelist fd``: a playlist naming a local file cannot make ffmpeg read it."""
-    args, _ = vf.compile_plan(MediaPlan(spans=[(0, 1)], extra_audio=[b""], mix={0: Mix(0)}),
-                              probe(TALK.read_bytes()), [3, 4])
+    command = vf.compile_plan(MediaPlan(Layout(spans=[(0, 1)]), edits={0: Edit(mix=Mix(b""))}), load(TALK))
+    args = command.args([3, 4], vf.GRAPH_FILE)
     inputs = [i for i, a in enumerate(args) if a == "-i"]
     assert len(inputs) == 2 and all(args[i + 1] == "fd:" for i in inputs)
     assert args.count("-protocol_whitelist") == 2 and args.count("fd") == 2

@@ -43,17 +43,17 @@ def test_windows_stride_and_exact_fit():
 def test_clip_windows_and_max_clips():
     plan = MediaPlan()
     Clip(clip_seconds=2, max_clips=2).plan(plan, sample(probe={"duration": 9.0}))
-    assert plan.spans == [(0, 2), (2, 4)]
+    assert plan.layout.spans == [(0, 2), (2, 4)]
 
 
 def test_clip_spans_from_clip_column_are_parsed_clamped_and_tiled():
     assert parse_spans("[[0, 2.5], [3, 5]]") == [(0.0, 2.5), (3.0, 5.0)]
     plan = MediaPlan()
     Clip().plan(plan, sample(clips="[[0.5, 1.5], [3, 9]]"))
-    assert plan.spans == [(0.5, 1.5), (3.0, 5.0)]
+    assert plan.layout.spans == [(0.5, 1.5), (3.0, 5.0)]
     plan = MediaPlan()
     Clip(clip_seconds=1).plan(plan, sample(clips="[[0.5, 1.5], [2, 4.2]]"))
-    assert plan.spans == [(0.5, 1.5), (2, 3), (3, 4)]
+    assert plan.layout.spans == [(0.5, 1.5), (2, 3), (3, 4)]
     with pytest.raises(SubsampleError, match="bad clip spans"):
         Clip().plan(MediaPlan(), sample(clips="[1, 2]"))
 
@@ -68,7 +68,7 @@ def test_clip_uses_shortest_stream_duration():
     s.meta["probe"]["video"]["duration"] = 3.9
     plan = MediaPlan()
     Clip(clip_seconds=2, last="keep").plan(plan, s)
-    assert plan.spans == [(0, 2), (2, 3.9)]
+    assert plan.layout.spans == [(0, 2), (2, 3.9)]
 
 
 @pytest.mark.parametrize("args, meta, reason", [

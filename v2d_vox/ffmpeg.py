@@ -6,42 +6,39 @@ audio and video cut at the same times), resamples, and every clip and stream is 
 pass. When clips are given, the input is also seeked to the first clip and read up to the last one
 (``-ss``/``-t`` on the input), so a few clips of a long source do not decode all of it.
 
+``compile_plan`` returns the command as data (``Command``: inputs, filter graph text, outputs), built
+clip by clip in time linear in the clip count. The graph goes to a file (``-/filter_complex FILE``):
+as one argument it passes Linux's 128 KiB limit per argument at a few hundred clips.
+
 Safety and hygiene:
-- the input is an unlinked temp file handed over as an inherited descriptor (``-fd N -i fd:``) with
+- every input is an unlinked temp file handed over as an inherited descriptor (``-fd N -i fd:``) with
   ``-protocol_whitelist fd``: seekable (an mp4 whose moov atom is at the end cannot be read from a
   pipe), never visible by name, and a crafted file (an HLS playlist, a concat list) cannot make
   ffmpeg open any other file or URL;
-- outputs go to a private temp dir (tmpfs when available) under short relative names, are read back
-  into bytes, and the dir is removed whatever happens; error messages hold no paths or addresses;
+- outputs and the graph file go to a private temp dir (tmpfs when available) under short relative
+  names, outputs are read back into bytes, and the dir is removed whatever happens; error messages
+  hold no paths or addresses;
 - a hard timeout kills ffmpeg and fails only that sample.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import IO, Any
 
-import ffmpeg
-
 from .errors import SubsampleError
-from .plan import MediaPlan
+from .plan import AUDIO_FORMATS, VIDEO_CONTAINERS, AudioSpec, Clip, Edit, MediaPlan, VideoSpec, channel_layout
 from .sample import Sample
 
-# audio format (= member extension) -> (encoder, muxer)
-AUDIO_FORMATS = {
-    "m4a": ("aac", "ipod"), "flac": ("flac", "flac"), "wav": ("pcm_s16le", "wav"),
-    "opus": ("libopus", "ogg"), "ogg": ("libvorbis", "ogg"), "mp3": ("libmp3lame", "mp3"),
-}
-VIDEO_CONTAINERS = {"mp4": "mp4", "mkv": "matroska", "webm": "webm"}
-PREROLL = 1.0  # seconds decoded before the first clip after seeking: audio decoders (opus, aac) warm up
-VIDEO_DEFAULTS = {"codec": "libx264", "crf": 23, "preset": "veryfast", "gop_seconds": 1.0}
+GRAPH_FILE = "graph.txt"  # in the private work dir; outputs are named NNNNN.<ext>
 
 
 @cache
@@ -64,193 +61,240 @@ def _has_fd_protocol(exe: str) -> bool:
     return "fd" in inputs.split()
 
 
+@cache
+def graph_option(exe: str) -> str:
+    """How ``exe`` reads a filter graph from a file: ``-/filter_complex`` (FFmpeg >= 7; 8 removed the
+    older option) or ``-filter_complex_script`` (6.1)."""
+    probe = subprocess.run([exe, "-hide_banner", "-/filter_complex", os.devnull], capture_output=True, timeout=10)
+    return "-filter_complex_script" if b"Unrecognized option" in probe.stderr else "-/filter_complex"
+
+
+@dataclass
+class Input:
+    """One ``-i fd:``: the bytes ffmpeg reads and the options placed before it."""
+
+    data: bytes
+    options: list[str] = field(default_factory=list)
+
+
 @dataclass
 class Output:
-    clip: int  # index into the plan's spans (0 when the whole source is the output)
+    """One written file: clip index, member extension (``mp4``, ``corrupt.flac``), graph labels it maps,
+    encoder and muxer options."""
+
+    clip: int
     ext: str
-    filename: str
+    maps: list[str]
+    options: list[str]
+
+    @property
+    def filename(self) -> str:
+        return f"{self.clip:05d}.{self.ext}"
 
 
-def _filter(stream: Any, spec: str) -> Any:
-    """Apply one ffmpeg filter string, ``name`` or ``name=a:b`` or ``name=k=v:k2=v2``."""
-    name, _, params = spec.partition("=")
-    args, kwargs = [], {}
-    for item in filter(None, params.split(":")):
-        key, eq, value = item.partition("=")
-        if eq:
-            kwargs[key] = value
-        else:
-            args.append(item)
-    return stream.filter(name, *args, **kwargs)
+@dataclass
+class Command:
+    """An ffmpeg invocation as data; ``args`` renders it once descriptors and the graph file exist."""
+
+    inputs: list[Input]
+    graph: str  # filter graph text, one chain per line
+    outputs: list[Output]
+
+    def args(self, fds: list[int], graph_file: str, graph_opt: str = "-/filter_complex") -> list[str]:
+        """The argument list (without the binary); ``fds[k]`` holds ``inputs[k]``."""
+        args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+        for fd, inp in zip(fds, self.inputs, strict=True):
+            args += ["-protocol_whitelist", "fd", "-fd", str(fd), *inp.options, "-i", "fd:"]
+        args += [graph_opt, graph_file]
+        for out in self.outputs:
+            args += [*(a for label in out.maps for a in ("-map", label)), *out.options, out.filename]
+        return args
+
+
+def escape(spec: str) -> str:
+    """One filter as written for ``-vf`` (``select=not(between(n,3,7))``) -> text for a filter graph."""
+    return re.sub(r"([\\'\[\],;])", r"\\\1", spec)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The plan resolved against the probed source: what every clip's branch needs."""
+
+    video: dict[str, Any] | None  # the kept source streams
+    audio: dict[str, Any] | None
+    vspec: VideoSpec
+    aspec: AudioSpec
+    fps: float
+    rate: int
+    channels: int
+    offset: float  # where the input is seeked to: clip times are relative to it
+
+
+def resolve(plan: MediaPlan, info: dict[str, Any]) -> Target:
+    video, audio = plan.streams(info)
+    if not video and not audio:
+        kept = "audio" if plan.layout.keep_audio else "video"
+        raise SubsampleError(f"no {kept} stream to keep (source has_video={info.get('has_video')}, "
+                             f"has_audio={info.get('has_audio')})")
+    window = plan.layout.window()
+    return Target(video, audio, plan.layout.video or VideoSpec(), plan.layout.audio or AudioSpec(),
+                  plan.output_fps(info) if video else 0.0, *(plan.output_audio(info) if audio else (0, 0)),
+                  window[0] if window else 0.0)
+
+
+def seek(window: tuple[float, float] | None) -> list[str]:
+    """Input options that read only the source range the clips need."""
+    if window is None:
+        return []
+    start, end = window
+    return (["-ss", f"{start:.6f}"] if start else []) + ["-t", f"{end - start:.6f}"]
 
 
 def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
 
-def _geometry(v: Any, opts: dict[str, Any], src: dict[str, Any]) -> Any:
+def geometry(spec: VideoSpec, src: dict[str, Any]) -> list[str]:
     """Scale/crop/pad to the requested size; sizes are computed here from the (rotated) source."""
     w, h = src["width"], src["height"]
     if abs(src.get("rotation") or 0) in (90, 270):
         w, h = h, w
-    width, height, short = opts.get("width"), opts.get("height"), opts.get("short_side")
-    if width and height:
-        mode = opts.get("mode", "scale")
-        if mode == "crop":
-            v = v.filter("scale", width, height, force_original_aspect_ratio="increase")
-            v = v.filter("crop", width, height)
-        elif mode == "pad":
-            v = v.filter("scale", width, height, force_original_aspect_ratio="decrease", force_divisible_by=2)
-            v = v.filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2")
-        else:
-            v = v.filter("scale", width, height)
-    elif short:
-        size = (short, _even(h * short / w)) if w <= h else (_even(w * short / h), short)
-        v = v.filter("scale", *size)
+    if spec.width and spec.height:
+        size = f"{spec.width}:{spec.height}"
+        filters = {
+            "crop": [f"scale={size}:force_original_aspect_ratio=increase", f"crop={size}"],
+            "pad": [f"scale={size}:force_original_aspect_ratio=decrease:force_divisible_by=2",
+                    f"pad={size}:(ow-iw)/2:(oh-ih)/2"],
+            "scale": [f"scale={size}"],
+        }[spec.mode]
+    elif spec.short_side:
+        short = spec.short_side
+        filters = [f"scale={short}:{_even(h * short / w)}" if w <= h else f"scale={_even(w * short / h)}:{short}"]
     elif w % 2 or h % 2:  # yuv420p needs even sizes
-        v = v.filter("scale", w - w % 2, h - h % 2)
+        filters = [f"scale={w - w % 2}:{h - h % 2}"]
     else:
-        return v
-    return v.filter("setsar", 1)
+        return []
+    return [*filters, "setsar=1"]
 
 
-def _fork(stream: Any, name: str) -> tuple[Any, Any]:
-    """Two branches of one stream (``split``/``asplit``); None stays None."""
-    if stream is None:
-        return None, None
-    node = stream.filter_multi_output(name)
-    return node[0], node[1]
+def cut_video(clip: Clip, t: Target) -> list[str]:
+    """Filters that make one clip's video from the source stream."""
+    start = f"{clip.start - t.offset:.6f}"
+    trim = [] if clip.end is None else [f"trim=start={start}:end={clip.end - t.offset:.6f}"]
+    # constant rate from the clip's start: a late first frame is held from 0, so video stays in sync
+    return [*trim, f"fps={t.fps}:start_time={start}", "setpts=PTS-STARTPTS", *geometry(t.vspec, t.video)]
 
 
-def output_fps(plan: MediaPlan, video: dict[str, Any]) -> float:
-    """The frame rate every clip is written at."""
-    return plan.video.get("fps") or video.get("fps") or 25
+def cut_audio(clip: Clip, t: Target) -> list[str]:
+    """Filters that make one clip's audio: silence fills a late start or a gap, so audio stays in sync with
+    video and has the clip's length."""
+    if clip.end is None:
+        return ["aresample=min_comp=0.001:first_pts=0"]
+    start = f"{clip.start - t.offset:.6f}"
+    return [f"atrim=start={start}:end={clip.end - t.offset:.6f}", f"asetpts=PTS-{start}/TB",
+            "aresample=min_comp=0.001:first_pts=0", f"apad=whole_dur={clip.end - clip.start:.6f}"]
 
 
-def output_audio(plan: MediaPlan, audio: dict[str, Any]) -> tuple[int, int]:
-    """The sample rate and channel count every clip's audio is written with."""
-    return plan.audio.get("sample_rate") or audio["sample_rate"], plan.audio.get("channels") or audio["channels"]
+def video_options(t: Target, crf: int | None) -> list[str]:
+    spec, gop = t.vspec, str(t.vspec.gop(t.video))
+    options = ["-c:v", spec.codec, "-pix_fmt", "yuv420p", "-g", gop, "-keyint_min", gop]
+    if spec.codec == "libx264":
+        options += ["-crf", str(crf if crf is not None else spec.crf), "-preset", spec.preset]
+    return options + ["-f", VIDEO_CONTAINERS[spec.container]]
 
 
-def channel_layout(channels: int) -> str:
-    return {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+def audio_options(spec: AudioSpec, codec: str) -> list[str]:
+    options = ["-c:a", codec]
+    for flag, value in (("-ar", spec.sample_rate), ("-ac", spec.channels), ("-b:a", spec.bitrate)):
+        if value:
+            options += [flag, str(value)]
+    return options
 
 
-def _video_args(opts: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
-    opts = {**VIDEO_DEFAULTS, **opts}
-    gop = max(1, round((opts.get("fps") or src.get("fps") or 25) * opts["gop_seconds"]))
-    args = {"vcodec": opts["codec"], "pix_fmt": "yuv420p", "g": gop, "keyint_min": gop}
-    if opts["codec"] == "libx264":
-        args.update(crf=opts["crf"], preset=opts["preset"])
-    if opts.get("threads"):
-        args["threads"] = opts["threads"]
-    return args
+def outputs(i: int, v: str | None, a: str | None, tag: str, t: Target, crf: int | None = None) -> list[Output]:
+    """Clip i's files ``{i:05d}.{tag}{ext}`` from graph labels ``v``/``a``: video (with its audio unless
+    separate), and audio alone when separate or when there is no video."""
+    out = []
+    if v is not None:
+        maps, options = [f"[{v}]"], video_options(t, crf)
+        if a is not None and not t.aspec.separate:
+            maps.append(f"[{a}]")
+            options += audio_options(t.aspec, t.aspec.codec)
+        if t.vspec.container == "mp4":
+            options += ["-movflags", "+faststart"]
+        out.append(Output(i, tag + t.vspec.container, maps, options))
+    if a is not None and (v is None or t.aspec.separate):
+        codec, muxer = AUDIO_FORMATS[t.aspec.format]
+        out.append(Output(i, tag + t.aspec.format, [f"[{a}]"], audio_options(t.aspec, codec) + ["-f", muxer]))
+    return out
 
 
-def _audio_args(opts: dict[str, Any], codec: str) -> dict[str, Any]:
-    args = {"acodec": codec}
-    if opts.get("sample_rate"):
-        args["ar"] = opts["sample_rate"]
-    if opts.get("channels"):
-        args["ac"] = opts["channels"]
-    if opts.get("bitrate"):
-        args["b:a"] = opts["bitrate"]
-    return args
+class Graph:
+    """Filter graph text and the extra inputs it reads, built one chain at a time."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.inputs: list[Input] = []
+
+    def add(self, src: str, filters: list[str], dst: str) -> str:
+        self.lines.append(f"[{src}]{','.join(filters)}[{dst}]")
+        return dst
+
+    def split(self, stream: dict[str, Any] | None, name: str, label: str, clips: list[Clip]) -> None:
+        """One branch of a source stream per clip."""
+        if stream:
+            branches = "".join(f"[{label}{c.index}]" for c in clips)
+            self.lines.append(f"[0:{stream['index']}]{name}={len(clips)}{branches}")
+
+    def fork(self, src: str | None, name: str, a: str, b: str) -> tuple[str | None, str | None]:
+        """Two copies of a stream (``split``/``asplit``); None stays None."""
+        if src is None:
+            return None, None
+        self.lines.append(f"[{src}]{name}[{a}][{b}]")
+        return a, b
+
+    def edit_video(self, i: int, v: str, edit: Edit) -> str:
+        return self.add(v, [escape(f) for f in edit.video_filters], f"ev{i}") if edit.video_filters else v
+
+    def edit_audio(self, i: int, a: str, edit: Edit, t: Target) -> str:
+        """The mix, then the filters, in the output's rate and channels: a mix gain and filter times mean
+        what they do on the written clip."""
+        if not (edit.mix or edit.audio_filters):
+            return a
+        fmt = f"aformat=sample_rates={t.rate}:channel_layouts={channel_layout(t.channels)}"
+        filters = [escape(f) for f in edit.audio_filters]
+        if not edit.mix:
+            return self.add(a, [fmt, *filters], f"ea{i}")
+        self.inputs.append(Input(edit.mix.audio, ["-stream_loop", "-1"]))
+        noise = self.add(f"{len(self.inputs)}:a:0", [fmt, f"volume={edit.mix.gain_db}dB"], f"na{i}")
+        mixed = self.add(a, [fmt], f"ma{i}")
+        self.lines.append(f"[{mixed}][{noise}]" + ",".join(["amix=inputs=2:duration=first:normalize=0", *filters])
+                          + f"[ea{i}]")
+        return f"ea{i}"
+
+    def clip(self, clip: Clip, edit: Edit, variant: str | None, t: Target) -> list[Output]:
+        """One clip's branch: cut and resample, then (on a copy when there is a variant) its edit."""
+        i, tag, outs = clip.index, "", []
+        v = self.add(f"sv{i}", cut_video(clip, t), f"v{i}") if t.video else None
+        a = self.add(f"sa{i}", cut_audio(clip, t), f"a{i}") if t.audio else None
+        if variant:
+            v, clean_v = self.fork(v, "split", f"xv{i}", f"cv{i}")
+            a, clean_a = self.fork(a, "asplit", f"xa{i}", f"ca{i}")
+            outs, tag = outputs(i, clean_v, clean_a, "", t), f"{variant}."
+        v = self.edit_video(i, v, edit) if v else None
+        a = self.edit_audio(i, a, edit, t) if a else None
+        return outs + outputs(i, v, a, tag, t, edit.crf)
 
 
-def compile_plan(plan: MediaPlan, info: dict[str, Any], fds: list[int]) -> tuple[list[str], list[Output]]:
-    """The ffmpeg arguments (without the binary) and the files they write, for a probed source.
-
-    ``fds[0]`` is the source, ``fds[1:]`` the plan's extra audio inputs."""
-    video = None if plan.drop_video else info.get("video")
-    audio = None if plan.drop_audio else info.get("audio")
-    if not video and not audio:
-        kept = "video" if plan.drop_audio else "audio"
-        raise SubsampleError(f"no {kept} stream to keep (source has_video={info.get('has_video')}, "
-                             f"has_audio={info.get('has_audio')})")
-    spans = plan.spans or [(0.0, None)]
-    in_opts: dict[str, Any] = {"protocol_whitelist": "fd", "fd": fds[0]}
-    offset = 0.0
-    if plan.spans:
-        offset = max(0.0, min(s for s, _ in spans) - PREROLL)
-        if offset:
-            in_opts["ss"] = f"{offset:.6f}"
-        in_opts["t"] = f"{max(e for _, e in spans) - offset:.6f}"
-    source = ffmpeg.input("fd:", **in_opts)
-    extras = [ffmpeg.input("fd:", protocol_whitelist="fd", fd=fd, stream_loop=-1) for fd in fds[1:]]
-    extra_splits = {j: extras[j]["a:0"].filter_multi_output("asplit") for j in {m.input for m in plan.mix.values()}}
-    extra_used = dict.fromkeys(extra_splits, 0)
-    vsplit = source[str(video["index"])].split() if video else None
-    asplit = source[str(audio["index"])].filter_multi_output("asplit") if audio else None
-    fps = output_fps(plan, video) if video else None
-    vcodec_args = _video_args(plan.video, video) if video else {}
-    afmt = plan.audio.get("format", "m4a")
-    if afmt not in AUDIO_FORMATS:
-        raise SubsampleError(f"unknown audio format {afmt!r}; choose one of {', '.join(AUDIO_FORMATS)}")
-    container = VIDEO_CONTAINERS[plan.container]
-    audio_rate, audio_channels = output_audio(plan, audio) if audio else (None, None)
-    outs, outputs = [], []
-
-    def emit(i: int, v: Any, a: Any, tag: str, video_args: dict[str, Any]) -> None:
-        """Encode clip i's streams as ``{i:05d}.{tag}{ext}`` (video+audio, video only, or audio only)."""
-        if v is not None:
-            streams = [v] if plan.split_audio or a is None else [v, a]
-            kwargs = {**video_args, "f": container}
-            if len(streams) == 2:
-                kwargs.update(_audio_args(plan.audio, plan.audio.get("codec", "aac")))
-            if plan.container == "mp4":
-                kwargs["movflags"] = "+faststart"
-            outs.append(ffmpeg.output(*streams, f"{i:05d}.{tag}{plan.container}", **kwargs))
-            outputs.append(Output(i, tag + plan.container, f"{i:05d}.{tag}{plan.container}"))
-        if a is not None and (v is None or plan.split_audio):
-            codec, muxer = AUDIO_FORMATS[afmt]
-            outs.append(ffmpeg.output(a, f"{i:05d}.{tag}{afmt}", f=muxer, **_audio_args(plan.audio, codec)))
-            outputs.append(Output(i, tag + afmt, f"{i:05d}.{tag}{afmt}"))
-
-    for i, (start, end) in enumerate(spans):
-        v = a = None
-        rel = (f"{start - offset:.6f}", None if end is None else f"{end - offset:.6f}")
-        if video:
-            v = vsplit[i]
-            if end is not None:
-                v = v.trim(start=rel[0], end=rel[1])
-            # constant rate from the clip's start: a late first frame is held from 0, so video stays in sync
-            v = v.filter("fps", fps, start_time=rel[0]).setpts("PTS-STARTPTS")
-            v = _geometry(v, plan.video, video)
-            for spec in plan.video_filters:
-                v = _filter(v, spec)
-        if audio:
-            a = asplit[i]
-            if end is not None:
-                a = a.filter("atrim", start=rel[0], end=rel[1]).filter("asetpts", f"PTS-{rel[0]}/TB")
-            # silence fills a late start or a gap, so audio stays in sync with video and has the clip's length
-            a = a.filter("aresample", min_comp=0.001, first_pts=0)
-            if end is not None:
-                a = a.filter("apad", whole_dur=f"{end - start:.6f}")
-            for spec in plan.audio_filters:
-                a = _filter(a, spec)
-        if plan.variant:  # the clip as cut, then a copy that takes the per-clip changes
-            (v, clean_v), (a, clean_a) = _fork(v, "split"), _fork(a, "asplit")
-            emit(i, clean_v, clean_a, "", vcodec_args)
-        if v is not None:
-            for spec in plan.clip_video_filters.get(i, []):
-                v = _filter(v, spec)
-        if a is not None and (i in plan.mix or plan.clip_audio_filters.get(i)):
-            # in the output's rate and channels: a mix gain and filter times mean what they do on the written clip
-            layout = {"sample_rates": audio_rate, "channel_layouts": channel_layout(audio_channels)}
-            a = a.filter("aformat", **layout)
-            if i in plan.mix:
-                m = plan.mix[i]
-                noise = extra_splits[m.input][extra_used[m.input]]
-                extra_used[m.input] += 1
-                noise = noise.filter("aformat", **layout).filter("volume", f"{m.gain_db}dB")
-                a = ffmpeg.filter([a, noise], "amix", inputs=2, duration="first", normalize=0)
-            for spec in plan.clip_audio_filters.get(i, []):
-                a = _filter(a, spec)
-        video_args = _video_args({**plan.video, **plan.clip_video[i]}, video) if i in plan.clip_video else vcodec_args
-        emit(i, v, a, f"{plan.variant}." if plan.variant else "", video_args)
-    args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y", *ffmpeg.merge_outputs(*outs).get_args()]
-    return args, outputs
+def compile_plan(plan: MediaPlan, sample: Sample) -> Command:
+    """The ffmpeg command for a probed sample: a branch per clip from each kept stream, and its outputs."""
+    t = resolve(plan, sample.meta["probe"])
+    clips = plan.clips(sample.key)
+    graph = Graph()
+    graph.split(t.video, "split", "sv", clips)
+    graph.split(t.audio, "asplit", "sa", clips)
+    outs = [out for clip in clips for out in graph.clip(clip, plan.edits.get(clip.index, Edit()), plan.variant, t)]
+    return Command([Input(sample.media, seek(plan.layout.window())), *graph.inputs], ";\n".join(graph.lines), outs)
 
 
 def _workdir() -> tempfile.TemporaryDirectory:
@@ -286,38 +330,45 @@ def run_plan(plan: MediaPlan, sample: Sample) -> list[Sample]:
     """Run the plan on ``sample`` in one ffmpeg process; one output Sample per clip."""
     info = sample.meta["probe"]
     timeout = plan.timeout or default_timeout(info)
+    command = compile_plan(plan, sample)
+    exe = ffmpeg_exe()
     with _workdir() as folder, contextlib.ExitStack() as stack:
-        files = [_spill(stack, folder, sample.media)] + [_spill(stack, folder, b) for b in plan.extra_audio]
-        fds = [f.fileno() for f in files]
-        args, outputs = compile_plan(plan, info, fds)
+        fds = [_spill(stack, folder, inp.data).fileno() for inp in command.inputs]
+        with open(os.path.join(folder, GRAPH_FILE), "w") as f:
+            f.write(command.graph)
         try:
-            proc = subprocess.run([ffmpeg_exe(), *args], cwd=folder, pass_fds=fds, stdin=subprocess.DEVNULL,
-                                  capture_output=True, timeout=timeout)
+            proc = subprocess.run([exe, *command.args(fds, GRAPH_FILE, graph_option(exe))], cwd=folder,
+                                  pass_fds=fds, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise SubsampleError(f"ffmpeg timed out after {timeout:g} s (killed)") from None
+        except OSError as e:  # each output still costs arguments: thousands of clips reach the total limit
+            if e.errno != errno.E2BIG:
+                raise
+            raise SubsampleError(f"ffmpeg command too long for the OS ({len(command.outputs)} outputs): "
+                                 "give fewer clips per source") from None
         if proc.returncode != 0:
             raise SubsampleError(f"ffmpeg failed (exit {proc.returncode}): {clean_error(proc.stderr, folder)}")
         data = {}
-        for out in outputs:
+        for out in command.outputs:
             path = os.path.join(folder, out.filename)
             if not os.path.exists(path) or os.path.getsize(path) == 0:
                 raise SubsampleError(f"ffmpeg wrote no {out.ext} for clip {out.clip}")
             with open(path, "rb") as f:
                 data[out.filename] = f.read()
-    return _samples(plan, sample, outputs, data)
+    return _samples(plan, sample, command.outputs, data)
 
 
-def _samples(plan: MediaPlan, sample: Sample, outputs: list[Output], data: dict[str, bytes]) -> list[Sample]:
+def _samples(plan: MediaPlan, sample: Sample, outs: list[Output], data: dict[str, bytes]) -> list[Sample]:
+    """One Sample per clip under its key, holding its files, the caption and its json fields."""
+    clips = plan.clips(sample.key)
     results: dict[int, Sample] = {}
-    for out in outputs:
+    for out in outs:
         if out.clip not in results:
-            meta = {**sample.meta, "subsamplers": plan.steps, **plan.clip_meta.get(out.clip, {})}
-            key = sample.key
-            if plan.spans is not None:
-                start, end = plan.spans[out.clip]
-                key = f"{sample.key}_{out.clip:05d}"
-                meta.update(source_key=sample.key, clip_index=out.clip, span=[start, end])
+            clip = clips[out.clip]
+            meta = {**sample.meta, "subsamplers": plan.steps, **plan.edits.get(clip.index, Edit()).meta}
+            if plan.layout.spans is not None:
+                meta.update(source_key=sample.key, clip_index=clip.index, span=[clip.start, clip.end])
             extra = {k: v for k, v in sample.files.items() if k == "txt"}
-            results[out.clip] = Sample(key, extra, meta)
+            results[out.clip] = Sample(clip.key, extra, meta)
         results[out.clip].files[out.ext] = data[out.filename]
     return list(results.values())

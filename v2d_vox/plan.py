@@ -1,55 +1,186 @@
 """MediaPlan: what the single ffmpeg pass must make of one source. Media subsamplers fill it in;
 ``v2d_vox.ffmpeg.run_plan`` compiles it into one ffmpeg process. An untouched plan keeps the source.
 
-Per-clip hooks let a later subsampler, such as a corruption step, vary each clip inside the same pass:
-``clip_video_filters``/``clip_audio_filters`` are ffmpeg filter strings (``"eq=brightness=0.1"``,
-``"volume=0.5"``) applied after cutting and resampling; ``mix`` lays an extra audio input (e.g.
-background noise, looped as needed) under a clip's audio. A clip's audio changes happen in its output
-rate and channels (the mix first, then the audio filters); ``clip_video`` overrides encoder options
-(``{"crf": 45}``); ``clip_meta`` goes into the clip's json. With ``variant`` set, these per-clip
-changes go to a second copy of each clip stored as ``KEY.<variant>.<ext>`` while ``KEY.<ext>`` stays
-as cut, so clean and changed versions sit side by side.
+It has two phases, filled in config order:
+
+- the **layout** (``plan.layout``): which spans become clips, which streams are kept, and how video and
+  audio are written (``VideoSpec``, ``AudioSpec``). It fixes each clip's key and its output rates.
+- per-clip **edits** (``plan.edit(i)``, one ``Edit`` per clip): filter strings applied after cutting and
+  resampling (``"eq=brightness=0.1"``, ``"volume=0.5"``), an extra audio laid under the clip (``Mix``,
+  e.g. background noise, looped as needed), an encoder crf, and fields for the clip's json. A clip's
+  audio edits happen in its output rate and channels (the mix first, then the filters). With
+  ``plan.variant`` set, edits go to a second copy of each clip stored as ``KEY.<variant>.<ext>`` while
+  ``KEY.<ext>`` stays as cut, so clean and changed versions sit side by side.
+
+Steps read resolved output parameters (``plan.output_fps(info)``, ``plan.output_audio(info)``,
+``plan.layout.window()``) from here, never from the compiler.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+Span = tuple[float, float]
+PREROLL = 1.0  # seconds read before the first clip after seeking: audio decoders (opus, aac) warm up
+MODES = ("scale", "crop", "pad")
+VIDEO_CONTAINERS = {"mp4": "mp4", "mkv": "matroska", "webm": "webm"}  # extension -> muxer
+# audio format (= member extension) -> (encoder, muxer)
+AUDIO_FORMATS = {
+    "m4a": ("aac", "ipod"), "flac": ("flac", "flac"), "wav": ("pcm_s16le", "wav"),
+    "opus": ("libopus", "ogg"), "ogg": ("libvorbis", "ogg"), "mp3": ("libmp3lame", "mp3"),
+}
+
+
+def channel_layout(channels: int) -> str:
+    """ffmpeg's layout name for a channel count."""
+    return {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+
+
+@dataclass
+class VideoSpec:
+    """How every clip's video is written. ``short_side`` keeps the aspect ratio; ``width`` x ``height`` is
+    exact, reached by ``mode``: ``scale``, ``crop`` (fill, centered) or ``pad`` (fit, black bars)."""
+
+    fps: float | None = None  # None: the source's
+    width: int | None = None
+    height: int | None = None
+    short_side: int | None = None
+    mode: str = "scale"
+    codec: str = "libx264"
+    crf: int = 23
+    preset: str = "veryfast"
+    gop_seconds: float = 1.0  # a keyframe this often, so loaders seek cheaply
+    container: str = "mp4"
+
+    def __post_init__(self):
+        if (self.width is None) != (self.height is None):
+            raise ValueError("give both width and height, or short_side")
+        if self.short_side and self.width:
+            raise ValueError("give either short_side or width x height, not both")
+        if any(x is not None and (x < 2 or x % 2) for x in (self.short_side, self.width, self.height)):
+            raise ValueError("sizes must be even numbers >= 2 (yuv420p)")
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}; choose one of {MODES}")
+        if self.container not in VIDEO_CONTAINERS:
+            raise ValueError(f"container={self.container!r}; choose one of {tuple(VIDEO_CONTAINERS)}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+
+    def output_fps(self, source: dict[str, Any]) -> float:
+        """The frame rate every clip is written at, for the probed source video stream."""
+        return self.fps or source.get("fps") or 25
+
+    def gop(self, source: dict[str, Any]) -> int:
+        return max(1, round(self.output_fps(source) * self.gop_seconds))
+
+
+@dataclass
+class AudioSpec:
+    """How every clip's audio is written: in the video file (as ``codec``) unless ``separate``; alone as
+    ``format`` (m4a, flac, wav, opus, ogg, mp3) when separate or when there is no video."""
+
+    sample_rate: int | None = None  # None: the source's
+    channels: int | None = None
+    format: str = "m4a"
+    codec: str = "aac"
+    bitrate: str | None = None
+    separate: bool = False
+
+    def __post_init__(self):
+        if self.format not in AUDIO_FORMATS:
+            raise ValueError(f"format={self.format!r}; choose one of {tuple(AUDIO_FORMATS)}")
+        if self.sample_rate is not None and self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0, got {self.sample_rate}")
+        if self.channels is not None and self.channels not in range(1, 9):
+            raise ValueError(f"channels must be 1..8, got {self.channels}")
+
+    def output_audio(self, source: dict[str, Any]) -> tuple[int, int]:
+        """The sample rate and channel count every clip's audio is written with."""
+        return self.sample_rate or source["sample_rate"], self.channels or source["channels"]
+
+
+@dataclass
+class Layout:
+    """What each output is. ``video``/``audio`` None: not resampled (the source's size, rates and
+    channels, written with the default encoders when the pass runs at all)."""
+
+    spans: list[Span] | None = None  # None: the whole source is one output
+    video: VideoSpec | None = None
+    audio: AudioSpec | None = None
+    keep_video: bool = True
+    keep_audio: bool = True
+
+    def window(self) -> Span | None:
+        """The source range the pass reads (from ``PREROLL`` before the first clip to the end of the last);
+        None: all of it."""
+        if self.spans is None:
+            return None
+        return max(0.0, min(s for s, _ in self.spans) - PREROLL), max(e for _, e in self.spans)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One output: its index, the key it is stored under and its span (``end`` None: the whole source, uncut)."""
+
+    index: int
+    key: str
+    start: float = 0.0
+    end: float | None = None
 
 
 @dataclass
 class Mix:
-    """Mix ``MediaPlan.extra_audio[input]`` into a clip's audio at ``gain_db`` (looped to the clip length)."""
+    """Audio (any format ffmpeg reads) laid under a clip's audio at ``gain_db``, looped to the clip length."""
 
-    input: int
+    audio: bytes
     gain_db: float = 0.0
 
 
 @dataclass
-class MediaPlan:
-    spans: list[tuple[float, float]] | None = None  # None: the whole source is one output
-    video: dict[str, Any] = field(default_factory=dict)  # fps, width, height, short_side, mode, codec...
-    audio: dict[str, Any] = field(default_factory=dict)  # sample_rate, channels, format...
-    video_filters: list[str] = field(default_factory=list)  # on every output, after resampling
+class Edit:
+    """Changes to one clip (to its variant copy when the plan has a variant)."""
+
+    video_filters: list[str] = field(default_factory=list)  # one filter each, as written for -vf
     audio_filters: list[str] = field(default_factory=list)
-    clip_video_filters: dict[int, list[str]] = field(default_factory=dict)  # clip index -> filters
-    clip_audio_filters: dict[int, list[str]] = field(default_factory=dict)
-    extra_audio: list[bytes] = field(default_factory=list)  # extra inputs, referenced by Mix.input
-    mix: dict[int, Mix] = field(default_factory=dict)  # clip index -> extra audio laid under it
-    clip_video: dict[int, dict[str, Any]] = field(default_factory=dict)  # clip index -> encoder overrides
-    clip_meta: dict[int, dict[str, Any]] = field(default_factory=dict)  # clip index -> json fields
-    variant: str | None = None  # per-clip changes go to KEY.<variant>.<ext>, KEY.<ext> stays as cut
-    drop_video: bool = False
-    drop_audio: bool = False
-    split_audio: bool = False  # audio as its own member (audio["format"]: m4a, flac...), the mp4 video-only
-    container: str = "mp4"
+    mix: Mix | None = None
+    crf: int | None = None  # overrides the video spec's crf
+    meta: dict[str, Any] = field(default_factory=dict)  # fields for the clip's json
+
+
+@dataclass
+class MediaPlan:
+    layout: Layout = field(default_factory=Layout)
+    edits: dict[int, Edit] = field(default_factory=dict)  # clip index -> its edit; see ``edit``
+    variant: str | None = None  # edits go to KEY.<variant>.<ext>, KEY.<ext> stays as cut
     timeout: float | None = None  # seconds for the ffmpeg call; None: scaled from the source duration
     steps: list[dict[str, Any]] = field(default_factory=list)  # provenance: describe() of each step
 
+    def edit(self, index: int) -> Edit:
+        """Clip ``index``'s edit, made on first use."""
+        return self.edits.setdefault(index, Edit())
+
+    def clips(self, key: str) -> list[Clip]:
+        """The outputs for a source stored under ``key``: ``{key}_{i:05d}`` per span, else ``key`` itself."""
+        if self.layout.spans is None:
+            return [Clip(0, key)]
+        return [Clip(i, f"{key}_{i:05d}", s, e) for i, (s, e) in enumerate(self.layout.spans)]
+
+    def streams(self, info: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The probed video and audio streams the outputs keep (None: absent or dropped)."""
+        return (info.get("video") if self.layout.keep_video else None,
+                info.get("audio") if self.layout.keep_audio else None)
+
+    def output_fps(self, info: dict[str, Any]) -> float:
+        return (self.layout.video or VideoSpec()).output_fps(info["video"])
+
+    def output_audio(self, info: dict[str, Any]) -> tuple[int, int]:
+        return (self.layout.audio or AudioSpec()).output_audio(info["audio"])
+
     @property
     def is_identity(self) -> bool:
-        return not (
-            self.spans is not None or self.video or self.audio or self.video_filters
-            or self.audio_filters or self.clip_video_filters or self.clip_audio_filters or self.mix
-            or self.clip_video or self.variant or self.drop_video or self.drop_audio or self.split_audio
-        )
+        """True when the outputs would be the source itself: every field that shapes them is at its default
+        (provenance, the timeout and edits made empty do not shape them)."""
+        edits = {i: e for i, e in self.edits.items() if e != Edit()}
+        return dataclasses.replace(self, edits=edits, steps=[], timeout=None) == MediaPlan()
