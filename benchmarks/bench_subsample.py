@@ -43,15 +43,18 @@ import subsamplers  # noqa: E402, F401  (registers the built-ins before timing)
 import v2d_vox  # noqa: E402
 from v2d_vox.config import load_config  # noqa: E402
 from v2d_vox.errors import SampleError  # noqa: E402
-from v2d_vox.ffmpeg import compile_plan, ffmpeg_exe  # noqa: E402
+from v2d_vox.ffmpeg import compile_plan, ffmpeg_exe, graph_option  # noqa: E402
 from v2d_vox.plan import MediaPlan  # noqa: E402
 from v2d_vox.probe import probe  # noqa: E402
 from v2d_vox.sample import Sample  # noqa: E402
 from v2d_vox.subsampler import Chain  # noqa: E402
 
+Bare = tuple[list[str], str]  # an ffmpeg command and the filter graph it reads from graph.txt
 
-def bare_command(path: Path, chain: Chain) -> tuple[list[str], list[list[float]]] | None:
-    """The ffmpeg command v2d_vox runs for `path`, reading the file by name, and its spans; None if no clips."""
+
+def bare_command(path: Path, chain: Chain) -> tuple[Bare, list[list[float]]] | None:
+    """The ffmpeg command v2d_vox runs for `path` (reading the file by name, its graph from graph.txt in the
+    working directory) and its spans; None if no clips."""
     data = path.read_bytes()
     try:
         info = probe(data)
@@ -61,7 +64,8 @@ def bare_command(path: Path, chain: Chain) -> tuple[list[str], list[list[float]]
         plan = MediaPlan()
         for step in chain.stage("media"):
             step.plan(plan, sample)
-        args, _ = compile_plan(plan, info, [3])
+        command = compile_plan(plan, sample)
+        args = command.args([3] * len(command.inputs), "graph.txt", graph_option(ffmpeg_exe()))
     except SampleError:
         return None
     cmd, skip = [ffmpeg_exe()], 0
@@ -72,11 +76,13 @@ def bare_command(path: Path, chain: Chain) -> tuple[list[str], list[list[float]]
             skip = 1
         else:
             cmd.append(str(path) if a == "fd:" and args[i - 1] == "-i" else a)
-    return cmd, [list(s) for s in plan.spans or []]
+    return (cmd, command.graph), [list(s) for s in plan.layout.spans or []]
 
 
-def run_bare(cmd: list[str]) -> None:
+def run_bare(bare: Bare) -> None:
+    cmd, graph = bare
     with tempfile.TemporaryDirectory(dir="/dev/shm") as d:
+        Path(d, "graph.txt").write_text(graph)
         subprocess.run(cmd, cwd=d, capture_output=True)
 
 

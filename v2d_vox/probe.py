@@ -13,12 +13,7 @@ from typing import Any
 import av
 
 from .errors import DownloadError
-
-# container format name (first of PyAV's comma list) -> webdataset extension
-CONTAINER_EXT = {
-    "mov": "mp4", "matroska": "mkv", "webm": "webm", "avi": "avi", "mpeg": "mpg", "mpegts": "ts",
-    "wav": "wav", "flac": "flac", "mp3": "mp3", "ogg": "ogg", "aac": "aac", "opus": "opus",
-}
+from .sample import CONTAINER_EXTS
 
 
 def _rate(value: Fraction | None) -> float | None:
@@ -88,7 +83,9 @@ def probe(data: bytes) -> dict[str, Any]:
     audio = [s for s in decoded if s["type"] == "audio"]
     if duration is None:
         duration = max((s.get("duration") or 0.0 for s in decoded), default=0.0) or None
-    ext = CONTAINER_EXT.get(fmt, fmt)
+    ext = CONTAINER_EXTS.get(fmt)
+    if ext is None:  # stored under a name no reader of the dataset would look for: refuse it here
+        raise DownloadError(f"unsupported container format {fmt!r}; supported: {', '.join(CONTAINER_EXTS)}")
     if ext == "mp4" and not video:
         ext = "m4a"
     return {

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Member extensions that hold media, by kind, in order of preference.
-VIDEO_EXTS = ("mp4", "mkv", "webm", "mov", "avi", "mpg", "ts")
+VIDEO_EXTS = ("mp4", "mkv", "webm", "mov", "avi", "mpg", "ts", "flv", "asf")
 AUDIO_EXTS = ("m4a", "flac", "wav", "mp3", "ogg", "opus", "aac")
 MEDIA_EXTS = VIDEO_EXTS + AUDIO_EXTS
 MEL = "mel.npy"  # the stored log-mel, (n_mels, frames); its parameters are json["mel"] (a MelSpec)
@@ -18,7 +18,8 @@ JSON, TXT = "json", "txt"
 # Demuxer name (the first of PyAV's comma list) -> the extension a file of that format is stored under.
 CONTAINER_EXTS = {
     "mov": "mp4", "matroska": "mkv", "webm": "webm", "avi": "avi", "mpeg": "mpg", "mpegts": "ts",
-    "wav": "wav", "flac": "flac", "mp3": "mp3", "ogg": "ogg", "aac": "aac", "opus": "opus",
+    "flv": "flv", "asf": "asf", "wav": "wav", "flac": "flac", "mp3": "mp3", "ogg": "ogg", "aac": "aac",
+    "opus": "opus",
 }
 
 

@@ -72,12 +72,18 @@ def _scale(frame: av.VideoFrame, size: int | tuple[int, int] | None) -> np.ndarr
     return frame.to_ndarray(format="rgb24", height=h, width=w)[top : top + size, left : left + size]
 
 
+def _origin(container: av.container.InputContainer) -> float:
+    """Where the container's timeline starts: 0 for mp4, often 0.5 s or more for MPEG-PS/TS."""
+    return container.start_time / av.time_base if container.start_time else 0.0
+
+
 def read_video(data: bytes, start: float, cfg: DecodeConfig) -> torch.Tensor:
     """Frames of ``[start, start + clip_seconds)`` at ``cfg.fps``: uint8 (T, C, H, W), T <= cfg.num_frames."""
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        if start > 0:
+        seek, start = start > 0, start + _origin(container)  # frame times are on the container's timeline
+        if seek:
             container.seek(int(start / stream.time_base), stream=stream)
         frames: list[np.ndarray] = []
         previous = None
@@ -100,7 +106,8 @@ def read_audio(data: bytes, start: float, cfg: DecodeConfig) -> torch.Tensor:
     """Mono float32 samples of ``[start, start + clip_seconds)`` at ``cfg.sample_rate`` (may be shorter)."""
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.audio[0]
-        if start > 0:
+        seek, start = start > 0, start + _origin(container)  # frame times are on the container's timeline
+        if seek:
             container.seek(int(start / stream.time_base), stream=stream)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
         chunks: list[np.ndarray] = []
