@@ -131,6 +131,28 @@ def test_reprocess_same_shards_as_multiprocessing(distributor, args, request, re
     _assert_same(_outputs(tmp_path), _outputs(reference / "reprocess"))
 
 
+@pytest.mark.parametrize("distributor, args", DISTRIBUTED)
+def test_scan_and_write_clean_on_every_distributor(distributor, args, request, reference, tmp_path):
+    """scan is a job like the others: the same report and clean shards on every distributor."""
+    request.getfixturevalue("spark" if distributor == "pyspark" else "slurm")
+    checks = {"min_duration": 1.5, "require_audio": True}
+    want = v2d_vox.scan(str(reference / "download"), str(tmp_path / "mp"), write_clean=str(tmp_path / "mp_clean"),
+                        processes_count=2, progress=False, **checks)
+    got = v2d_vox.scan(str(reference / "download"), str(tmp_path / "d"), write_clean=str(tmp_path / "d_clean"),
+                       distributor=distributor, distributor_args=args, progress=False, **checks)
+    assert want["bad_samples"] > 0 and want["clean"]["samples"] > 0
+    for summary in (want, got):
+        summary.pop("wall_seconds")
+        summary["clean"].pop("folder")
+    assert got == want
+    assert (pq.read_table(tmp_path / "d" / "bad_samples.parquet").to_pylist()
+            == pq.read_table(tmp_path / "mp" / "bad_samples.parquet").to_pylist())
+    tars = sorted(p.name for p in (tmp_path / "mp_clean").glob("*.tar"))
+    assert tars and tars == sorted(p.name for p in (tmp_path / "d_clean").glob("*.tar"))
+    for name in tars:
+        assert (tmp_path / "d_clean" / name).read_bytes() == (tmp_path / "mp_clean" / name).read_bytes()
+
+
 @pytest.mark.parametrize("crashes, max_shard_retry", [(1, 0), (2, 1)])
 def test_spark_retries_a_crashed_shard(spark, table, tmp_path, crashes, max_shard_retry):
     """1 crash: Spark's own task retry (local[2,2]) saves it; 2 crashes: our resubmission does."""

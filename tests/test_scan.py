@@ -60,6 +60,8 @@ def test_scan_reports_exactly_the_planted_samples(planted, tmp_path):
                      ("00001.tar", "c_00000", "no positive"), ("00001.tar", "c_00001", "no positive")}
     assert all(len(r["reasons"]) == 1 for r in bad)
     assert json.loads((report / "summary.json").read_text())["bad_samples"] == 6
+    again = v2d_vox.scan(str(planted), str(report), progress=False, **CHECKS)  # resumes: nothing decoded twice
+    assert again["shards_skipped"] == 2 and again["reasons"] == summary["reasons"]
 
     assert sorted(p.name for p in clean.glob("*.tar")) == ["00000.tar", "00001.tar"]
     assert [k for k, _ in read_tar(str(clean / "00000.tar"))] == ["a1", "a2", "b1"]

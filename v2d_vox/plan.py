@@ -22,6 +22,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .sample import clip_key
+
 Span = tuple[float, float]
 PREROLL = 1.0  # seconds read before the first clip after seeking: audio decoders (opus, aac) warm up
 MODES = ("scale", "crop", "pad")
@@ -165,7 +167,7 @@ class MediaPlan:
         """The outputs for a source stored under ``key``: ``{key}_{i:05d}`` per span, else ``key`` itself."""
         if self.layout.spans is None:
             return [Clip(0, key)]
-        return [Clip(i, f"{key}_{i:05d}", s, e) for i, (s, e) in enumerate(self.layout.spans)]
+        return [Clip(i, clip_key(key, i), s, e) for i, (s, e) in enumerate(self.layout.spans)]
 
     def streams(self, info: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """The probed video and audio streams the outputs keep (None: absent or dropped)."""

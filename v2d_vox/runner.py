@@ -14,7 +14,7 @@ import distributors
 
 from .config import INCREMENTAL_MODES, Job
 from .errors import ConfigError, V2DError
-from .layout import JOB, Layout
+from .layout import JOB, Layout, shard_name
 from .logger import JobLogger
 
 
@@ -91,7 +91,7 @@ def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessi
                         bars.shards.update(1)
                     else:
                         failed.append(sid)
-                        tqdm.write(f"shard {sid:05d} failed (attempt {attempt}/{max_shard_retry + 1}): "
+                        tqdm.write(f"shard {shard_name(sid)} failed (attempt {attempt}/{max_shard_retry + 1}): "
                                    f"{error or 'no stats written'}")
             todo = sorted(failed)
     finally:

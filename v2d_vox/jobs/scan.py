@@ -95,7 +95,8 @@ def scan(
     bad = [r for r in records if r["reasons"]]
     categories = Counter(reason.split(":", 1)[0] for r in bad for reason in r["reasons"])
     summary: dict[str, Any] = {
-        "shards": len(urls), "shards_failed": [shard_ids(urls)[i] for i in ran["shards_failed"]],
+        "shards": len(urls), "shards_skipped": ran["shards_skipped"],
+        "shards_failed": [shard_ids(urls)[i] for i in ran["shards_failed"]],
         "samples": len(records), "bad_samples": len(bad), "reasons": dict(categories.most_common()),
         "checks": asdict(checks), "wall_seconds": ran["wall_seconds"],
     }
