@@ -70,6 +70,10 @@ class VideoSpec:
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
 
+    def spec(self) -> VideoSpec:
+        """This spec as a plain VideoSpec (a ``resample_video`` step is one, plus its stage)."""
+        return VideoSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(VideoSpec)})
+
     def output_fps(self, source: dict[str, Any]) -> float:
         """The frame rate every clip is written at, for the probed source video stream."""
         return self.fps or source.get("fps") or 25
@@ -97,6 +101,10 @@ class AudioSpec:
             raise ValueError(f"sample_rate must be > 0, got {self.sample_rate}")
         if self.channels is not None and self.channels not in range(1, 9):
             raise ValueError(f"channels must be 1..8, got {self.channels}")
+
+    def spec(self) -> AudioSpec:
+        """This spec as a plain AudioSpec (a ``resample_audio`` step is one, plus its stage)."""
+        return AudioSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(AudioSpec)})
 
     def output_audio(self, source: dict[str, Any]) -> tuple[int, int]:
         """The sample rate and channel count every clip's audio is written with."""
