@@ -1,0 +1,179 @@
+"""Hostile media and archives, resource limits and reader deadlines: each case of the Reliability
+section of the README, against real PyAV, real tars and the loopback fault server."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+
+import av
+import pytest
+from support import DATA, SDP, bomb_tar, ffconcat, make_media
+
+from v2d_vox.checks import Checks, check_sample
+from v2d_vox.config import Job, Limits, ReaderConfig
+from v2d_vox.errors import ConfigError, DownloadError, SubsampleError
+from v2d_vox.loader.decode import DecodeConfig, decode_sample
+from v2d_vox.media import TooLarge, open_media
+from v2d_vox.probe import probe
+from v2d_vox.reader import read
+from v2d_vox.sample import Sample
+from v2d_vox.subsampler import Chain
+from v2d_vox.tars import TarTooLarge, read_tar
+from v2d_vox.worker import run_chain
+
+CFG = ReaderConfig(timeout=1.0, connect_timeout=1.0, retries=2, backoff=0.01)
+
+
+@pytest.fixture
+def secret(tmp_path, monkeypatch):
+    """A real media file in the working directory, which a followed ffconcat script would deliver."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.mp4").write_bytes(make_media(duration=1.0))
+    return "secret.mp4"
+
+
+def test_unconfined_pyav_follows_ffconcat(secret):
+    """The fault this guards against is real on this PyAV: without options it reads the named file."""
+    import io
+
+    with av.open(io.BytesIO(ffconcat(secret))) as c:
+        assert c.streams.video
+
+
+@pytest.mark.parametrize("kind", ["ffconcat", "sdp"])
+def test_media_that_names_files_or_sockets_is_refused_everywhere(secret, kind):
+    """probe (download, reprocess), scan's check and the loader all open through ``open_media``: the
+    script is refused at once, never followed, and no UDP port is bound (an SDP open used to wait ~21 s)."""
+    data = ffconcat(secret) if kind == "ffconcat" else SDP
+    with pytest.raises(av.error.FFmpegError):
+        open_media(data)
+    with pytest.raises(DownloadError, match="not decodable media"):
+        probe(data)
+    reasons = check_sample("k", {"mp4": data}, Checks())["reasons"]
+    assert len(reasons) == 1 and reasons[0].startswith("decode error: mp4")
+    with pytest.raises(av.error.FFmpegError):
+        decode_sample({"__key__": "k", "__url__": "u", "__index__": 0, "mp4": data}, DecodeConfig(), random.Random(0))
+
+
+def test_download_of_hostile_bytes_fails_the_row(http_server, secret):
+    for path in (f"hostile/ffconcat/{secret}", "hostile/sdp"):
+        with pytest.raises(DownloadError, match="not decodable media"):
+            probe(read(f"{http_server}/{path}", CFG))
+
+
+def test_max_pixels_refuses_before_decoding():
+    data = make_media(duration=0.2, size=(320, 240))
+    with pytest.raises(TooLarge, match="320x240 is over max_pixels=1000"):
+        open_media(data, max_pixels=1000)
+    with pytest.raises(DownloadError, match="over limit: video 320x240 is over max_pixels=1000"):
+        probe(data, Limits(max_pixels=1000))
+    assert probe(data)["video"]["width"] == 320
+
+
+def test_max_duration_refuses_long_sources():
+    data = (DATA / "fsdd__3_george_7.wav").read_bytes()
+    with pytest.raises(DownloadError, match=r"over limit: duration \d+ s is over max_duration=0.1 s"):
+        probe(data, Limits(max_duration=0.1))
+
+
+def test_max_clips_per_source_fails_the_sample_not_the_job():
+    data = (DATA / "fsdd__3_george_7.wav").read_bytes()
+    sample = Sample("k", {"wav": data}, {"probe": probe(data)})
+    chain = Chain.from_specs([{"name": "clip", "clip_seconds": 0.05}])
+    with pytest.raises(SubsampleError, match=r"over limit: \d+ clips, over max_clips_per_source=3"):
+        run_chain(chain, sample, Limits(max_clips_per_source=3))
+
+
+def test_limits_are_validated_and_overridable():
+    assert Job("out", limits={"max_pixels": 10}).limits.max_pixels == 10
+    for bad in ({"max_pixels": -1}, {"max_duration": float("inf")}, {"max_duration": float("nan")}):
+        with pytest.raises(ConfigError, match="must be a positive finite number"):
+            Job("out", limits=bad)
+    with pytest.raises(ConfigError, match="unknown limit"):
+        Job("out", limits={"max_pixel": 10})
+
+
+_RSS = """
+import resource, sys
+from v2d_vox.tars import read_tar
+try:
+    for _ in read_tar(sys.argv[1]):
+        pass
+except Exception as e:
+    print(type(e).__name__, e)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("kind", ["sparse", "gz"])
+def test_tar_bombs_are_refused_with_bounded_memory(tmp_path, kind):
+    """A 2 KB sparse tar and a 5 KB .tar.gz, each declaring a 3 GiB member: refused from the header,
+    with the reader's peak memory (measured in its own process) far below the member's size."""
+    path = bomb_tar(tmp_path / f"bomb.{kind}", 3 << 30, sparse=kind == "sparse", gz=kind == "gz")
+    assert path.stat().st_size < 10_000
+    out = subprocess.run([sys.executable, "-c", _RSS, str(path)], capture_output=True, text=True, check=True)
+    message, peak_mb = out.stdout.strip().splitlines()
+    assert message.startswith("TarTooLarge tar member 'bomb.mp4' declares 3221225472 bytes")
+    assert int(peak_mb) < 400, out.stdout
+
+
+def test_tar_total_limit(tmp_path):
+    from support import make_tar
+
+    path = make_tar(tmp_path / "t.tar", [(f"k{i}", {"mp4": b"x" * 1000}) for i in range(5)])
+    assert len(list(read_tar(str(path)))) == 5
+    with pytest.raises(TarTooLarge, match="over the max_tar_gb limit"):
+        list(read_tar(str(path), max_total=3000))
+
+
+# ---------------------------------------------------------------- reader
+
+
+def test_trickling_body_stops_at_the_deadline(http_server):
+    """A body announcing 100 KB and sending a byte every 50 ms: the one deadline (4 x timeout) ends it."""
+    cfg = ReaderConfig(timeout=0.5, retries=3, backoff=0.01)
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="longer than its 2 s deadline"):
+        read(f"{http_server}/trickle/a.mp4", cfg)
+    assert time.monotonic() - start < 2 + 2 * cfg.timeout  # one deadline, not one per attempt
+
+
+def test_deadline_spans_retries(http_server, server_log):
+    """Stalled attempts share one deadline: no retry starts once it cannot end in time."""
+    cfg = ReaderConfig(timeout=0.5, retries=10, backoff=0.3)
+    with pytest.raises(DownloadError, match="read timeout; no time left for a retry"):
+        read(f"{http_server}/stall/deadline.mp4", cfg)
+    assert server_log["hits"]["/stall/deadline.mp4"] < 11
+
+
+def test_retry_after_is_honoured_up_to_a_cap(http_server, server_log):
+    assert read(f"{http_server}/retryafter/1/fsdd__3_george_7.wav", CFG)[:4] == b"RIFF"
+    assert server_log["hits"]["/retryafter/1/fsdd__3_george_7.wav"] == 2
+    with pytest.raises(DownloadError, match="Retry-After 3600 s is over max_retry_after=60 s"):
+        read(f"{http_server}/retryafter/3600/fsdd__8_jackson_21.wav", CFG)
+    assert server_log["hits"]["/retryafter/3600/fsdd__8_jackson_21.wav"] == 1
+
+
+def test_schemes_are_allow_listed(tmp_path):
+    local = str(DATA / "fsdd__3_george_7.wav")
+    with pytest.raises(DownloadError, match="URL scheme 'file' is not allowed"):
+        read(local, CFG)
+    assert read(local, ReaderConfig(schemes=["file"]))[:4] == b"RIFF"
+    for empty in ("", "  ", None):
+        with pytest.raises(DownloadError, match="missing URL"):
+            read(empty, CFG)
+
+
+def test_cross_host_redirects_switch(http_server):
+    url = f"{http_server}/redirect/fsdd__3_george_7.wav"
+    assert read(url, CFG)[:4] == b"RIFF"
+    with pytest.raises(DownloadError, match=r"redirect to another host \(localhost\) refused"):
+        read(url, ReaderConfig(cross_host_redirects=False))
+
+
+def test_compressed_body_is_refused_not_inflated(http_server):
+    with pytest.raises(DownloadError, match="gzip-compressed body"):
+        read(f"{http_server}/gzip/a.mp4", CFG)
