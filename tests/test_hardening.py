@@ -3,15 +3,21 @@ section of the README, against real PyAV, real tars and the loopback fault serve
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import av
 import pytest
 from support import DATA, SDP, bomb_tar, ffconcat, make_media
 
+import v2d_vox
+from v2d_vox import ffmpeg
 from v2d_vox.checks import Checks, check_sample
 from v2d_vox.config import Job, Limits, ReaderConfig
 from v2d_vox.errors import ConfigError, DownloadError, SubsampleError
@@ -24,6 +30,7 @@ from v2d_vox.subsampler import Chain
 from v2d_vox.tars import TarTooLarge, read_tar
 from v2d_vox.worker import run_chain
 
+REPO = Path(__file__).resolve().parents[1]
 CFG = ReaderConfig(timeout=1.0, connect_timeout=1.0, retries=2, backoff=0.01)
 
 
@@ -177,3 +184,76 @@ def test_cross_host_redirects_switch(http_server):
 def test_compressed_body_is_refused_not_inflated(http_server):
     with pytest.raises(DownloadError, match="gzip-compressed body"):
         read(f"{http_server}/gzip/a.mp4", CFG)
+
+
+# ---------------------------------------------------------------- signals
+
+_SLOW_JOB = """
+import json, sys
+from v2d_vox.cli import main
+sys.exit(main(["download", sys.argv[1], "--output_folder", sys.argv[2], "--samples_per_shard", "1",
+               "--processes_count", "2", "--thread_count", "1", "--no-progress", "--config",
+               json.dumps({"subsamplers": [{"name": "tests.fault_subs:Sleep", "switch": sys.argv[3],
+                                            "seconds": 600}]})]))
+"""
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill-9"])
+def test_interrupt_stops_workers_and_leaves_nothing_behind(tmp_path, how):
+    """Ctrl-C (SIGINT to the whole group, as a terminal sends it) stops the job with the resume hint and
+    no traceback, and no process of it is left; after ``kill -9`` of the main process alone, its workers
+    die with it (PR_SET_PDEATHSIG) instead of writing on. Shards stuck in a 600 s step make the point."""
+    table = tmp_path / "t.txt"
+    table.write_text("\n".join(str(DATA / n) for n in ("fsdd__3_george_7.wav", "fsdd__8_jackson_21.wav")))
+    out, switch = tmp_path / "out", tmp_path / "slow"
+    switch.touch()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_JOB, str(table), str(out), str(switch)], cwd=REPO,
+                            env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((out / "_tmp").glob("0000*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=30)
+    for _ in range(100):  # workers are reaped by init once they die
+        if not _group_alive(proc.pid):
+            break
+        time.sleep(0.1)
+    assert not _group_alive(proc.pid), "a worker outlived the job"
+    if how == "ctrl-c":
+        assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+        assert "interrupted: 0 of 2 shards done" in stderr and "run the same command again to resume" in stderr
+        assert not (out / "_tmp").exists()
+    switch.unlink()
+    config = {"subsamplers": [{"name": "tests.fault_subs:Sleep", "switch": str(switch), "seconds": 600}]}
+    summary = v2d_vox.download(str(table), str(out), samples_per_shard=1, progress=False, config=config)
+    assert summary["shards_done"] == 2 and summary["samples"] == 2
+
+
+def test_stale_ffmpeg_workdirs_are_swept(tmp_path):
+    """Work dirs named after a dead process (a killed worker) go; a live process's stay."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    base = ffmpeg._temp_base()
+    stale, live = Path(base) / f"v2d_vox_{dead}_test", Path(base) / f"v2d_vox_{os.getpid()}_test"
+    for d in (stale, live):
+        d.mkdir()
+        (d / "out.mp4").write_bytes(b"x")
+    try:
+        assert ffmpeg.sweep_stale() >= 1
+        assert not stale.exists() and live.exists()
+    finally:
+        shutil.rmtree(live, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)

@@ -24,7 +24,7 @@ from . import __version__
 from .checks import CleanTask, ScanTask
 from .config import Job, Limits
 from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError, SubsampleError
-from .ffmpeg import run_plan
+from .ffmpeg import run_plan, sweep_stale
 from .layout import Layout
 from .plan import MediaPlan
 from .sample import Sample
@@ -124,6 +124,7 @@ def process_shard(job: Job, shard_id: int, on_sample: Callable[[], None] | None 
     """Run shard ``shard_id`` of ``job`` and return its stats (also written, last, as NNNNN_stats.json)."""
     layout = Layout(job.output_folder)
     layout.clear_stale(shard_id)
+    sweep_stale()  # ffmpeg work dirs of killed workers on this machine
     rows = SOURCES[job.source][0](job, shard_id)
     task = TASKS[job.task](job)
     writer = WRITERS[job.output_format](layout, shard_id)
