@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlparse
 
 import fsspec
 import requests
+import urllib3
 
 from .config import ReaderConfig
 from .errors import DownloadError
@@ -159,10 +160,10 @@ def _get(url: str, cfg: ReaderConfig, deadline: float) -> bytes:
         raise _Transient(_CLOSED_EARLY) from None
     except requests.RequestException as e:
         raise DownloadError(f"{type(e).__name__}: {str(e)[:120]}") from None
-    except Exception as e:  # urllib3's own errors reach us through r.raw
-        if type(e).__module__.startswith("urllib3"):
-            raise _Transient(_describe(e)) from None
-        raise
+    except urllib3.exceptions.ProtocolError:  # raised by r.raw: a short body or a reset mid-body
+        raise _Transient(_CLOSED_EARLY) from None
+    except urllib3.exceptions.HTTPError as e:  # r.raw's read timeout
+        raise _Transient(_describe(e)) from None
 
 
 def _describe(e: Exception) -> str:
