@@ -1,10 +1,16 @@
 """Processes x threads on one machine. Uses fork where available: workers inherit the imported
-modules (no seconds of re-imports per worker, no ``__main__`` guard needed)."""
+modules (no seconds of re-imports per worker, no ``__main__`` guard needed).
+
+Workers ignore Ctrl-C (the terminal sends it to the whole process group): the parent decides. When the
+run is closed early (Ctrl-C, an error in the caller) the workers are killed at once, not drained, and on
+Linux each worker is also killed by the kernel when its parent dies (``kill -9`` of the main process)."""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -20,6 +26,11 @@ _queue = None
 def _init(queue) -> None:
     global _queue
     _queue = queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.uname().sysname == "Linux":  # PR_SET_PDEATHSIG = 1: die with the parent, never orphaned
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 def _tick() -> None:
@@ -43,18 +54,24 @@ def run(job: Job, shard_ids: list[int], *, on_sample: Callable[[], None] | None 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     processes = max(1, min(processes_count or os.cpu_count() or 1, len(shard_ids) or 1))
+    pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init, initargs=(queue,))
+    finished = False
     try:
-        with ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init, initargs=(queue,)) as pool:
-            futures = {pool.submit(_one, job, sid): sid for sid in shard_ids}
-            for fut in as_completed(futures):
-                try:
-                    fut.result()
-                except BrokenProcessPool as e:
-                    yield futures[fut], f"worker process died ({e})"
-                except Exception as e:
-                    yield futures[fut], f"{type(e).__name__}: {e}"
-                else:
-                    yield futures[fut], None
+        futures = {pool.submit(_one, job, sid): sid for sid in shard_ids}
+        for fut in as_completed(futures):
+            try:
+                fut.result()
+            except BrokenProcessPool as e:
+                yield futures[fut], f"worker process died ({e})"
+            except Exception as e:
+                yield futures[fut], f"{type(e).__name__}: {e}"
+            else:
+                yield futures[fut], None
+        finished = True
     finally:
+        if not finished:  # stopped early: kill the workers instead of waiting for their shards
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+        pool.shutdown(wait=finished, cancel_futures=True)
         queue.put(None)
         reader.join(timeout=5)

@@ -38,6 +38,7 @@ import av
 import numpy as np
 
 from v2d_vox.errors import SubsampleError
+from v2d_vox.media import open_media
 from v2d_vox.plan import MediaPlan, Mix, channel_layout
 from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Subsampler, register
@@ -235,7 +236,7 @@ def decode_pcm(data: bytes, rate: int, channels: int, start: float = 0.0,
     """(channels, n) float32 of the first audio stream from about `start` to `end` (seconds, source time),
     resampled like ffmpeg writes it, and the time of its first sample."""
     try:
-        with av.open(io.BytesIO(data)) as c:
+        with open_media(data) as c:
             origin = (c.start_time or 0) / av.time_base
             if start > 0:
                 c.seek(int((origin + start) * av.time_base))

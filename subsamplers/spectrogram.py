@@ -13,6 +13,7 @@ import av
 import numpy as np
 
 from v2d_vox.errors import SubsampleError
+from v2d_vox.media import open_media
 from v2d_vox.melspec import MelSpec
 from v2d_vox.sample import MEL, Sample, audio_member
 from v2d_vox.subsampler import Subsampler, register
@@ -21,7 +22,7 @@ from v2d_vox.subsampler import Subsampler, register
 def decode_audio(data: bytes, sample_rate: int) -> np.ndarray:
     """The first audio stream, mixed to mono float32 at `sample_rate`; SubsampleError if there is none."""
     try:
-        with av.open(io.BytesIO(data)) as c:
+        with open_media(data) as c:
             if not c.streams.audio:
                 raise SubsampleError("spectrogram: the sample has no audio stream")
             stream = c.streams.audio[0]

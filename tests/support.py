@@ -8,6 +8,7 @@ and a test module must never import another test module."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import mimetypes
 import sys
@@ -138,6 +139,28 @@ def make_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
     return path
 
 
+def bomb_tar(path: Path, declared: int, *, sparse: bool = False, gz: bool = False) -> Path:
+    """A tar a few KB on disk whose member declares ``declared`` bytes: an old-GNU sparse member (all
+    hole) or, with ``gz``, a gzip stream whose member holds 1 MB of zeros and then ends early. Either
+    costs ``declared`` bytes of memory to a reader that trusts the header."""
+    info = tarfile.TarInfo("bomb.mp4")
+    info.size = declared
+    if sparse:
+        info.type = tarfile.GNUTYPE_SPARSE
+    header = info.tobuf(tarfile.GNU_FORMAT)
+    if sparse:  # no sparse map entries, realsize = declared, no stored data: the whole member is a hole
+        header = bytearray(header)
+        header[483:495] = f"{declared:011o}\0".encode()  # realsize
+        header[124:136] = b"00000000000\0"  # stored bytes
+        header[148:156] = b"        "
+        header[148:155] = f"{sum(header):06o}\0".encode()
+        body = bytes(header) + b"\0" * 1024
+    else:
+        body = header + b"\0" * (1 << 20)
+    path.write_bytes(gzip.compress(body, 1) if gz else body)
+    return path
+
+
 def write_shard(path: Path, samples: list[dict]) -> str:
     """A webdataset shard written by webdataset's own TarWriter (dicts with "__key__"), as a loader reads it."""
     import webdataset as wds
@@ -148,6 +171,17 @@ def write_shard(path: Path, samples: list[dict]) -> str:
     return str(path)
 
 
+# ---------------------------------------------------------------- hostile media
+
+# An SDP file: a demuxer that is allowed to follow it binds UDP port 5004 on 0.0.0.0 and waits for RTP.
+SDP = b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 0.0.0.0\nt=0 0\nm=audio 5004 RTP/AVP 0\n"
+
+
+def ffconcat(path: str) -> bytes:
+    """An ffconcat script naming a local file: followed, it makes PyAV read that file instead."""
+    return f"ffconcat version 1.0\nfile '{path}'\n".encode()
+
+
 # ---------------------------------------------------------------- loopback HTTP server
 
 
@@ -155,7 +189,9 @@ class _FaultHandler(BaseHTTPRequestHandler):
     """GET /<route>/<rest>. /media/NAME serves a file of the server's roots; the other routes play the faults
     a crawler meets: /slow/MS/NAME, /flaky500/NAME (500 the first time), /always500/*, /stall/* (headers, a
     few bytes, then silence), /zero/*, /random/SEED, /truncated/NAME, /shortbody/NAME (announces more than it
-    sends), /html/*, /html-as-mp4/*; anything else is an HTML 404."""
+    sends), /html/*, /html-as-mp4/*, /trickle/* (a byte every 50 ms), /retryafter/SECONDS/NAME (429 first),
+    /redirect/NAME (to another host name), /gzip/* (a compressed body), /hostile/ffconcat/PATH and
+    /hostile/sdp (see `ffconcat`, `SDP`); anything else is an HTML 404."""
 
     server: MediaServer
 
@@ -210,6 +246,39 @@ class _FaultHandler(BaseHTTPRequestHandler):
             self._send(200, data[:1000], length=len(data))
             self.close_connection = True
             return None
+        if kind == "trickle":  # a Content-Length body at ~20 bytes/s: only a total deadline stops it
+            self._send(200, b"", length=100000)
+            for _ in range(int(self.server.stall_seconds * 20)):
+                self.wfile.write(b"\x00")
+                self.wfile.flush()
+                time.sleep(0.05)
+            return None
+        if kind == "retryafter":  # 429 with Retry-After: SECONDS/NAME
+            seconds, _, name = rest.partition("/")
+            if hit == 1:
+                self.send_response(429)
+                self.send_header("Retry-After", seconds)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            return self._media(name)
+        if kind == "redirect":  # 302 to /media/NAME on the same server, named by another host
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/media/{rest}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if kind == "gzip":  # a gzip body of 8 MB of zeros: must not be inflated
+            body = gzip.compress(b"\x00" * (8 << 20))
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
+        if kind == "hostile":  # /hostile/ffconcat/PATH (a concat script naming PATH) or /hostile/sdp
+            name, _, path = rest.partition("/")
+            return self._send(200, ffconcat("/" + path) if name == "ffconcat" else SDP, "video/mp4")
         if kind == "html":
             return self._send(200, b"<html><body>Video unavailable</body></html>" * 20, "text/html")
         if kind == "html-as-mp4":

@@ -13,6 +13,7 @@ import av
 import pytest
 
 from v2d_vox import ffmpeg as vf
+from v2d_vox.config import Limits
 from v2d_vox.errors import SubsampleError
 from v2d_vox.plan import AudioSpec, Clip, Edit, Layout, MediaPlan, Mix, VideoSpec
 from v2d_vox.probe import probe
@@ -144,7 +145,8 @@ def test_two_thousand_spans_in_one_row_run_in_one_pass():
     spans of a 1.5 s speech file written as wav keep it cheap. ``clip`` does not cap the clip count unless
     ``max_clips`` is set, so all 2,000 go through."""
     sample = load(SPEECH, clips=json.dumps(spans(2000)))
-    outs = run_chain(Chain.from_specs([{"name": "clip"}, {"name": "resample_audio", "format": "wav"}]), sample)
+    chain = Chain.from_specs([{"name": "clip"}, {"name": "resample_audio", "format": "wav"}])
+    outs = run_chain(chain, sample, Limits(max_clips_per_source=2000))
     assert len(outs) == 2000 and outs[-1].key == f"{SPEECH.stem}_01999"
     assert outs[1234].meta["span"] == list(spans(2000)[1234])
     for out in (outs[0], outs[999], outs[-1]):

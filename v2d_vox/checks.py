@@ -7,7 +7,6 @@ a positive or a negative) run on the collected records. Every bad sample gets al
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 
 from .config import Job
 from .layout import Layout
+from .media import open_media
 from .sample import JSON, MEDIA_EXTS, Sample, check_key, identity, video_id
 from .sources import TarRow
 from .tars import Members
@@ -43,7 +43,7 @@ def decoded_durations(data: bytes) -> dict[str, float]:
     """Decode every frame of the first audio and video stream -> seconds covered per stream type.
     Raises PyAV's error on broken data; cover art (attached pictures) is not video."""
     spans: dict[str, tuple[float, float]] = {}
-    with av.open(io.BytesIO(data), metadata_errors="ignore") as c:
+    with open_media(data) as c:
         video = [s for s in c.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
         for packet in c.demux(*(video[:1] + list(c.streams.audio[:1]))):
             for frame in packet.decode():

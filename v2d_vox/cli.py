@@ -147,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except V2DError as e:
         print(f"v2d-vox: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the run loop has stopped the workers and said how to resume
+        return 130
     return 1 if isinstance(summary, dict) and summary.get("shards_failed") else 0
 
 

@@ -22,17 +22,54 @@ INCREMENTAL_MODES = ("incremental", "overwrite")
 @dataclass
 class ReaderConfig:
     connect_timeout: float = 10.0
-    timeout: float = 30.0  # read timeout between bytes, and the whole download's deadline is 4x this
-    retries: int = 3  # on 5xx, resets and timeouts; never on 4xx
+    timeout: float = 30.0  # read timeout between bytes; one sample's whole deadline, all retries included, is 4x this
+    retries: int = 3  # on 5xx, 429, resets and timeouts; never on other 4xx
     backoff: float = 0.5  # seconds, doubled at each retry
     max_size_mb: float = 1024.0
     user_agent: str = "v2d_vox/0.1 (+dataset curation; respects robots and 4xx)"
+    max_retry_after: float = 60.0  # a Retry-After up to this (and within the deadline) is waited; longer fails
+    schemes: list[str] = field(default_factory=lambda: ["http", "https"])  # "file" (local paths), "s3", ...
+    cross_host_redirects: bool = True  # False: a redirect to another host (or scheme) fails the sample
 
     def __post_init__(self):
-        if self.timeout <= 0 or self.connect_timeout <= 0:
-            raise ConfigError(f"timeouts must be positive, got {self.connect_timeout}, {self.timeout}")
-        if self.retries < 0:
-            raise ConfigError(f"retries must be >= 0, got {self.retries}")
+        numbers = {"connect_timeout": self.connect_timeout, "timeout": self.timeout, "max_size_mb": self.max_size_mb}
+        for name, value in numbers.items():
+            if not 0 < value < float("inf"):
+                raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
+        if self.retries < 0 or not 0 <= self.backoff < float("inf") or not 0 <= self.max_retry_after < float("inf"):
+            raise ConfigError(f"retries, backoff and max_retry_after must be >= 0 and finite, got "
+                              f"{self.retries}, {self.backoff}, {self.max_retry_after}")
+        self.schemes = [str(s).lower().removesuffix("://") for s in self.schemes]
+
+    @property
+    def deadline(self) -> float:
+        return 4 * self.timeout
+
+
+@dataclass
+class Limits:
+    """What one source or shard may cost, so a small hostile file cannot take a worker's memory or time.
+    A source over a limit fails with a message naming the limit; raise it for data that needs more."""
+
+    max_duration: float = 4 * 3600.0  # seconds of media per source (declared or found)
+    max_pixels: int = 7680 * 4320  # width x height of a video stream (8K); checked before any frame decodes
+    max_clips_per_source: int = 256  # clips one source may become (each clip is a branch of one ffmpeg pass)
+    max_member_mb: float = 1024.0  # one tar member, as its header declares it (sparse and .tar.gz bombs)
+    max_tar_gb: float = 64.0  # all members of one tar together, decompressed
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise ConfigError(f"limits.{f.name} must be a positive finite number, got {value!r}")
+
+    @property
+    def max_member_bytes(self) -> int:
+        return int(self.max_member_mb * 2**20)
+
+    @property
+    def max_tar_bytes(self) -> int:
+        return int(self.max_tar_gb * 2**30)
 
 
 @dataclass
@@ -46,10 +83,13 @@ class Job:
     input_shards: list[str] = field(default_factory=list)  # for source == "shards"
     task: str = "curate"  # curate: run the subsamplers; scan: check samples; clean: copy the good ones
     options: dict[str, Any] = field(default_factory=dict)  # the task's own: scan's checks, clean's report
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self):
         if isinstance(self.reader, dict):
             self.reader = ReaderConfig(**self.reader)
+        if isinstance(self.limits, dict):
+            self.limits = make_limits(self.limits)
         if self.output_format not in (*OUTPUT_FORMATS, NO_OUTPUT):
             raise ConfigError(f"output_format={self.output_format!r}; choose one of {OUTPUT_FORMATS}")
         if self.source not in SOURCES or self.task not in TASKS:
@@ -69,6 +109,17 @@ class Job:
         """Whether resuming ``other`` with this job keeps one dataset in the folder."""
         key = ("task", "subsamplers", "output_format", "options")
         return all(getattr(self, k) == getattr(other, k) for k in key)
+
+
+def make_limits(limits: dict[str, Any] | Limits | None) -> Limits:
+    """A ``Limits`` from a partial dict of overrides, with one line naming an unknown key."""
+    if isinstance(limits, Limits):
+        return limits
+    known = {f.name for f in fields(Limits)}
+    unknown = sorted(set(limits or {}) - known)
+    if unknown:
+        raise ConfigError(f"unknown limit(s) {unknown}; known: {sorted(known)}")
+    return Limits(**(limits or {}))
 
 
 def load_config(config: str | dict | None) -> dict[str, Any]:

@@ -297,10 +297,32 @@ def compile_plan(plan: MediaPlan, sample: Sample) -> Command:
     return Command([Input(sample.media, seek(plan.layout.window())), *graph.inputs], ";\n".join(graph.lines), outs)
 
 
-def _workdir() -> tempfile.TemporaryDirectory:
+def _temp_base() -> str:
     shm = "/dev/shm"
-    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-    return tempfile.TemporaryDirectory(prefix="v2d_vox_", dir=base)
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+
+
+def _workdir() -> tempfile.TemporaryDirectory:
+    """Named after the process, so that `sweep_stale` can tell when its owner is gone."""
+    return tempfile.TemporaryDirectory(prefix=f"v2d_vox_{os.getpid()}_", dir=_temp_base())
+
+
+def sweep_stale() -> int:
+    """Remove work dirs whose process is dead (it was killed before it could clean up); -> how many.
+    A dir whose pid is alive is kept, even if the pid was reused: a leak is better than a lost file."""
+    removed = 0
+    for entry in os.scandir(_temp_base()):
+        m = re.match(r"^v2d_vox_(\d+)_", entry.name)
+        if not (m and entry.is_dir(follow_symlinks=False)):
+            continue
+        try:
+            os.kill(int(m[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+        except PermissionError:  # alive, another user's
+            pass
+    return removed
 
 
 def _spill(stack: contextlib.ExitStack, folder: str, data: bytes) -> IO[bytes]:

@@ -74,3 +74,7 @@ DistributorArgs = Annotated[dict[str, Any] | None, Help(
 EnableWandb = Annotated[bool, Help("log per-shard stats and the summary to Weights & Biases")]
 WandbProject = Annotated[str, Help("the wandb project to log to")]
 Progress = Annotated[bool, Help("show progress bars (the summary is printed either way)")]
+ResourceLimits = Annotated[dict[str, Any] | None, Help(
+    "overrides of the resource limits (v2d_vox.config.Limits): max_duration (s, default 14400), max_pixels "
+    "(default 7680x4320), max_clips_per_source (256), max_member_mb (1024), max_tar_gb (64); on the command "
+    "line a JSON object")]

@@ -6,13 +6,14 @@ each stream is decoded too; a file where no stream yields a frame is not media."
 from __future__ import annotations
 
 import contextlib
-import io
 from fractions import Fraction
 from typing import Any
 
 import av
 
+from .config import Limits
 from .errors import DownloadError
+from .media import TooLarge, open_media
 from .sample import CONTAINER_EXTS
 
 
@@ -59,20 +60,25 @@ def _scan(container: av.container.InputContainer, wanted: set[int]) -> tuple[dic
     return rotation, max(ends.values(), default=0.0) - start
 
 
-def probe(data: bytes) -> dict[str, Any]:
-    """Metadata of a media file, or DownloadError("not decodable media: ...")."""
+def probe(data: bytes, limits: Limits | None = None) -> dict[str, Any]:
+    """Metadata of a media file, or DownloadError("not decodable media: ...") or ("over limit: ...")."""
+    limits = limits or Limits()
     if not data:
         raise DownloadError("empty file (0 bytes)")
     try:
-        with av.open(io.BytesIO(data), metadata_errors="ignore") as c:
+        with open_media(data, limits.max_pixels) as c:
             streams = [_stream_info(s) for s in c.streams if s.type in ("video", "audio")]
             fmt = c.format.name.split(",")[0]
             duration = round(c.duration / av.time_base, 3) if c.duration else None
+            _check_duration(duration, limits)  # before reading the packets: a long file costs time to scan
             rotation, end = _scan(c, {info["index"] for info in streams})
+            _check_duration(end, limits)
         decoded = [info for info in streams if info["index"] in rotation]
         for info in decoded:
             if info["type"] == "video":
                 info["rotation"] = rotation[info["index"]]
+    except TooLarge as e:
+        raise DownloadError(f"over limit: {e}") from None
     except (av.error.FFmpegError, ValueError, IndexError) as e:
         raise DownloadError(f"not decodable media: {type(e).__name__}: {_short(e)}") from None
     if not decoded:
@@ -99,6 +105,11 @@ def probe(data: bytes) -> dict[str, Any]:
         "audio": audio[0] if audio else None,
         "streams": decoded,
     }
+
+
+def _check_duration(seconds: float | None, limits: Limits) -> None:
+    if seconds and seconds > limits.max_duration:
+        raise TooLarge(f"duration {seconds:.0f} s is over max_duration={limits.max_duration:g} s")
 
 
 def _short(e: Exception) -> str:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import signal
+import sys
+import threading
 from typing import Any
 
 from tqdm import tqdm
@@ -14,8 +17,9 @@ import distributors
 
 from .config import INCREMENTAL_MODES, Job
 from .errors import ConfigError, V2DError
+from .ffmpeg import sweep_stale
 from .layout import JOB, Layout, shard_name
-from .logger import JobLogger
+from .logger import JobLogger, format_summary
 
 
 def guard_spawn() -> None:
@@ -62,6 +66,35 @@ class _Bars:
         self.shards.close()
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """``kill PID`` stops a job like Ctrl-C does (only the main thread can install handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(layout: Layout, todo: list[int], summary: dict[str, Any]) -> None:
+    """After Ctrl-C: remove what unfinished shards left, and say where the job stands and how to go on."""
+    for sid in todo:
+        if not layout.is_done(sid):
+            layout.clear_stale(sid)
+    sweep_stale()
+    layout.tidy()
+    print(format_summary(summary), file=sys.stderr)
+    print(f"interrupted: {summary['shards_done']} of {summary['shards_total']} shards done in {layout.folder}; "
+          "run the same command again to resume (done shards are skipped)", file=sys.stderr, flush=True)
+
+
 def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessing",
             distributor_args: dict[str, Any] | None = None, processes_count: int | None = None,
             max_shard_retry: int = 1, enable_wandb: bool = False, wandb_project: str = "v2d_vox",
@@ -80,20 +113,25 @@ def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessi
     logger = JobLogger(job, distributor, enable_wandb, wandb_project)
     bars = _Bars(len(shard_ids), len(done_before), total_samples, dist.REPORTS_SAMPLES, progress)
     try:
-        for attempt in range(1, max_shard_retry + 2):
-            if not todo:
-                break
-            failed = []
-            with contextlib.closing(dist.run(job, todo, on_sample=bars.sample, **args)) as results:
-                for sid, error in results:
-                    if layout.is_done(sid):  # done iff its stats exist, whatever the distributor said
-                        logger.shard_done(sid, layout.read_stats(sid))
-                        bars.shards.update(1)
-                    else:
-                        failed.append(sid)
-                        tqdm.write(f"shard {shard_name(sid)} failed (attempt {attempt}/{max_shard_retry + 1}): "
-                                   f"{error or 'no stats written'}")
-            todo = sorted(failed)
+        with _sigterm_as_interrupt():
+            for attempt in range(1, max_shard_retry + 2):
+                if not todo:
+                    break
+                failed = []
+                with contextlib.closing(dist.run(job, todo, on_sample=bars.sample, **args)) as results:
+                    for sid, error in results:
+                        if layout.is_done(sid):  # done iff its stats exist, whatever the distributor said
+                            logger.shard_done(sid, layout.read_stats(sid))
+                            bars.shards.update(1)
+                        else:
+                            failed.append(sid)
+                            tqdm.write(f"shard {shard_name(sid)} failed (attempt {attempt}/{max_shard_retry + 1}): "
+                                       f"{error or 'no stats written'}")
+                todo = sorted(failed)
+    except KeyboardInterrupt:  # the distributor was closed on the way out: its workers are gone
+        bars.close()
+        _interrupted(layout, todo, logger.summary(shard_ids, done_before))
+        raise
     finally:
         bars.close()
     layout.tidy()

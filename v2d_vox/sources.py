@@ -28,7 +28,7 @@ def table_rows(job: Job, shard_id: int) -> list[Row]:
 def fetch_row(job: Job, row: Row) -> Sample:
     """A table row -> a probed Sample holding the downloaded bytes."""
     data = read(row["url"], job.reader)
-    info = probe(data)
+    info = probe(data, job.limits)
     meta = {k: v for k, v in row.items() if v is not None}
     meta["probe"] = info
     sample = Sample(row["key"], {info["ext"]: data}, meta)
@@ -48,7 +48,8 @@ class TarRow(dict):
 
 def tar_rows(job: Job, shard_id: int) -> Iterator[TarRow]:
     url = shard_ids(job.input_shards)[shard_id]
-    for index, (key, members) in enumerate(read_tar(url)):
+    limits = job.limits
+    for index, (key, members) in enumerate(read_tar(url, limits.max_member_bytes, limits.max_tar_bytes)):
         yield TarRow(key, url, index, members)
 
 
@@ -63,7 +64,7 @@ def fetch_sample(job: Job, row: TarRow) -> Sample:
     sample = Sample(row["key"], files, meta if isinstance(meta, dict) else {JSON: meta})
     if sample.media_ext is None:
         raise DownloadError(f"no media member (has {', '.join(sorted(files)) or 'nothing'})")
-    sample.meta["probe"] = probe(sample.media)
+    sample.meta["probe"] = probe(sample.media, job.limits)
     step = {"source_shard": row["source_shard"], "subsamplers": job.subsamplers, "version": __version__}
     sample.meta[PROVENANCE] = [*sample.meta.get(PROVENANCE, []), step]
     return sample

@@ -7,6 +7,10 @@ stays visible to the caller as two samples. Directories, links and ``__``-prefix
 A tar that breaks part-way raises after the samples read before the break were yielded: each caller
 decides what a broken shard costs (a failed shard in curation, a counted error in the loader).
 
+Reading is bounded (``config.Limits``): a member whose header declares more than ``max_member`` bytes
+(a sparse member, a ``.tar.gz`` of zeros) is refused before any of it is read, and so is a tar whose
+members add up to more than ``max_total`` bytes: a 10 KB file cannot cost gigabytes of memory.
+
 Writing is deterministic: fixed mtime, owner and mode and the member order given, so the same samples
 give byte-identical tars."""
 
@@ -20,7 +24,14 @@ from typing import BinaryIO
 
 import fsspec
 
+from .config import Limits
+
 Members = dict[str, bytes]  # extension ("mp4", "mel.npy", "json") -> bytes, in tar order
+MAX_MEMBER, MAX_TOTAL = Limits().max_member_bytes, Limits().max_tar_bytes
+
+
+class TarTooLarge(ValueError):
+    """A member or the whole tar is over its limit."""
 
 
 def open_url(url: str, timeout: float = 60.0) -> BinaryIO:
@@ -42,11 +53,18 @@ def split_name(name: str) -> tuple[str, str] | None:
     return (f"{head}/{stem}" if head else stem), ext.lower()
 
 
-def iter_tar(stream: BinaryIO) -> Iterator[tuple[str, Members]]:
-    """Samples of an open tar stream, in order (grouping rules in the module doc)."""
-    key, members = None, {}
+def iter_tar(stream: BinaryIO, max_member: int = MAX_MEMBER,
+             max_total: int = MAX_TOTAL) -> Iterator[tuple[str, Members]]:
+    """Samples of an open tar stream, in order (grouping and limits in the module doc)."""
+    key, members, total = None, {}, 0
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for info in tar:
+            total += info.size
+            if info.size > max_member:
+                raise TarTooLarge(f"tar member {info.name!r} declares {info.size} bytes, over the "
+                                  f"max_member_mb limit of {max_member / 2**20:g} MB")
+            if total > max_total:
+                raise TarTooLarge(f"tar members add up to over the max_tar_gb limit of {max_total / 2**30:g} GB")
             parts = split_name(info.name) if info.isreg() and not info.name.startswith("__") else None
             if parts is None:
                 continue
@@ -60,10 +78,10 @@ def iter_tar(stream: BinaryIO) -> Iterator[tuple[str, Members]]:
         yield key, members
 
 
-def read_tar(url: str) -> Iterator[tuple[str, Members]]:
+def read_tar(url: str, max_member: int = MAX_MEMBER, max_total: int = MAX_TOTAL) -> Iterator[tuple[str, Members]]:
     """Samples of the tar at ``url``, streamed."""
     with open_url(url) as stream:
-        yield from iter_tar(stream)
+        yield from iter_tar(stream, max_member, max_total)
 
 
 class TarWriter:

@@ -22,9 +22,9 @@ from subsamplers import build_chain
 
 from . import __version__
 from .checks import CleanTask, ScanTask
-from .config import Job
-from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError
-from .ffmpeg import run_plan
+from .config import Job, Limits
+from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError, SubsampleError
+from .ffmpeg import run_plan, sweep_stale
 from .layout import Layout
 from .plan import MediaPlan
 from .sample import Sample
@@ -41,7 +41,7 @@ class Task(Protocol):
     def stats(self, records: list[Row]) -> dict[str, Any]: ...
 
 
-def run_chain(chain: Chain, sample: Sample) -> list[Sample]:
+def run_chain(chain: Chain, sample: Sample, limits: Limits | None = None) -> list[Sample]:
     """Filters, then the one fused media pass, then array steps on every output."""
     for step in chain.stage("meta"):
         step.check(sample)
@@ -49,6 +49,9 @@ def run_chain(chain: Chain, sample: Sample) -> list[Sample]:
     for step in chain.stage("media"):
         step.plan(plan, sample)
         plan.steps.append(step.describe())
+    max_clips = (limits or Limits()).max_clips_per_source
+    if len(plan.layout.spans or ()) > max_clips:  # each clip is a branch (and its memory) in one ffmpeg
+        raise SubsampleError(f"over limit: {len(plan.layout.spans)} clips, over max_clips_per_source={max_clips}")
     outputs = [sample] if plan.is_identity else run_plan(plan, sample)
     for out in outputs:
         for step in chain.stage("array"):
@@ -87,7 +90,7 @@ class CurateTask:
             record["bytes_downloaded"] = len(sample.media)
             if "probe" in sample.meta:
                 record.update(_flat_probe(sample.meta["probe"]))
-            outputs = run_chain(self.chain, sample)
+            outputs = run_chain(self.chain, sample, self.job.limits)
             record["outputs"] = len(outputs)
         except SampleError as e:
             record["status"], record["error_message"] = e.status, str(e)
@@ -121,6 +124,7 @@ def process_shard(job: Job, shard_id: int, on_sample: Callable[[], None] | None 
     """Run shard ``shard_id`` of ``job`` and return its stats (also written, last, as NNNNN_stats.json)."""
     layout = Layout(job.output_folder)
     layout.clear_stale(shard_id)
+    sweep_stale()  # ffmpeg work dirs of killed workers on this machine
     rows = SOURCES[job.source][0](job, shard_id)
     task = TASKS[job.task](job)
     writer = WRITERS[job.output_format](layout, shard_id)

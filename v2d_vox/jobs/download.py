@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from subsamplers import build_chain
 
-from ..config import Job, ReaderConfig, load_config
+from ..config import Job, ReaderConfig, load_config, make_limits
 from ..logger import format_summary
 from ..options import (
     Config,
@@ -19,10 +19,12 @@ from ..options import (
     OutputFormat,
     ProcessesCount,
     Progress,
+    ResourceLimits,
     ThreadCount,
     WandbProject,
     documented,
 )
+from ..reader import scheme_of
 from ..runner import prepare, run_job
 from ..sharding import FORMATS, TableSpec, shard_tables
 
@@ -45,11 +47,19 @@ def download(
     output_format: OutputFormat = "webdataset",
     processes_count: ProcessesCount = None,
     thread_count: ThreadCount = 8,
-    timeout: Annotated[float, Help("HTTP read timeout in seconds; a whole download may take 4x this")] = 30.0,
+    timeout: Annotated[float, Help(
+        "HTTP read timeout in seconds; one row's whole download, retries included, has 4x this")] = 30.0,
     connect_timeout: Annotated[float, Help("HTTP connect timeout in seconds")] = 10.0,
     retries: Annotated[int, Help("HTTP retries on 5xx, resets and timeouts (never on 4xx)")] = 3,
     max_size_mb: Annotated[float, Help("files larger than this fail")] = 1024.0,
     user_agent: Annotated[str, Help("the HTTP User-Agent header")] = ReaderConfig.user_agent,
+    url_schemes: Annotated[list[str] | None, Help(
+        "URL schemes rows may use, e.g. http https file s3 (None: http, https and the tables' own scheme: "
+        "a local table may name local paths, a table on s3 s3 URLs)")] = None,
+    cross_host_redirects: Annotated[bool, Help("follow HTTP redirects to another host")] = True,
+    max_retry_after: Annotated[float, Help(
+        "seconds of a server's Retry-After that are waited (within the deadline); a longer one fails the row")] = 60.0,
+    limits: ResourceLimits = None,
     incremental_mode: IncrementalMode = "incremental",
     max_shard_retry: MaxShardRetry = 1,
     distributor: Distributor = "multiprocessing",
@@ -61,10 +71,13 @@ def download(
     """Download the URLs of one or more tables into webdataset shards and return the job summary."""
     subsamplers = load_config(config)["subsamplers"]
     build_chain(subsamplers)  # fail fast on unknown names or arguments
+    tables = [url_list] if isinstance(url_list, str) else url_list
+    schemes = url_schemes or sorted({"http", "https", *map(scheme_of, tables)})
     job = Job(output_folder=output_folder, subsamplers=subsamplers, output_format=output_format,
-              thread_count=thread_count,
+              thread_count=thread_count, limits=make_limits(limits),
               reader=ReaderConfig(connect_timeout=connect_timeout, timeout=timeout, retries=retries,
-                                  max_size_mb=max_size_mb, user_agent=user_agent))
+                                  max_size_mb=max_size_mb, user_agent=user_agent, schemes=schemes,
+                                  cross_host_redirects=cross_host_redirects, max_retry_after=max_retry_after))
     prepare(output_folder, incremental_mode, distributor)
     spec = TableSpec(input_format, url_col, caption_col, clip_col, save_additional_columns, samples_per_shard)
     n_shards, rows = shard_tables(url_list, output_folder, spec)

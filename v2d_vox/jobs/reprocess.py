@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from subsamplers import build_chain
 
-from ..config import Job, load_config
+from ..config import Job, load_config, make_limits
 from ..logger import format_summary
 from ..options import (
     Config,
@@ -25,6 +25,7 @@ from ..options import (
     OutputFormat,
     ProcessesCount,
     Progress,
+    ResourceLimits,
     ThreadCount,
     WandbProject,
     documented,
@@ -56,6 +57,7 @@ def reprocess(
     enable_wandb: EnableWandb = False,
     wandb_project: WandbProject = "v2d_vox",
     progress: Progress = True,
+    limits: ResourceLimits = None,
 ) -> dict[str, Any]:
     """Run existing shards through new subsamplers into new shards, keeping keys and metadata."""
     subsamplers = load_config(config)["subsamplers"]
@@ -66,7 +68,7 @@ def reprocess(
     urls = list_shards(input_shards)
     check_not_inputs(output_folder, urls)
     job = Job(output_folder=output_folder, subsamplers=subsamplers, output_format=output_format,
-              thread_count=thread_count, source="shards", input_shards=urls)
+              thread_count=thread_count, source="shards", input_shards=urls, limits=make_limits(limits))
     prepare(output_folder, incremental_mode, distributor)
     summary = run_job(job, sorted(shard_ids(urls)), distributor=distributor, distributor_args=distributor_args,
                       processes_count=processes_count, max_shard_retry=max_shard_retry,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..checks import BAD_SAMPLES, SCHEMA, Checks, flag_duplicates, flag_identities
-from ..config import NO_OUTPUT, Job
+from ..config import NO_OUTPUT, Job, make_limits
 from ..layout import JOB, Layout, metadata_name
 from ..options import (
     Distributor,
@@ -25,6 +25,7 @@ from ..options import (
     IncrementalMode,
     MaxShardRetry,
     ProcessesCount,
+    ResourceLimits,
     documented,
 )
 from ..runner import prepare, run_job
@@ -71,6 +72,7 @@ def scan(
     distributor: Distributor = "multiprocessing",
     distributor_args: DistributorArgs = None,
     progress: Annotated[bool, Help("show progress bars and print the summary")] = True,
+    limits: ResourceLimits = None,
 ) -> dict[str, Any]:
     """Decode every sample of some shards and report the corrupt, too short or otherwise unusable ones."""
     checks = Checks(min_duration, require_audio, require_video, av_tolerance, identity_field)
@@ -82,7 +84,7 @@ def scan(
     run = dict(distributor=distributor, distributor_args=distributor_args, processes_count=processes_count,
                max_shard_retry=max_shard_retry, progress=progress)
     job = Job(output_folder=report_folder, output_format=NO_OUTPUT, thread_count=thread_count, source="shards",
-              input_shards=urls, task="scan", options={"checks": asdict(checks)})
+              input_shards=urls, task="scan", options={"checks": asdict(checks)}, limits=make_limits(limits))
     old = Layout(report_folder)
     if old.exists(JOB) and not job.same_dataset(Job.from_dict(old.read_json(JOB))):
         incremental_mode = "overwrite"  # records made with other checks are stale: scan afresh
@@ -109,7 +111,7 @@ def scan(
     layout.commit(BAD_SAMPLES)
     if write_clean:
         clean = Job(output_folder=write_clean, thread_count=thread_count, source="shards", input_shards=urls,
-                    task="clean", options={"report": report_folder})
+                    task="clean", options={"report": report_folder}, limits=job.limits)
         prepare(write_clean, "overwrite", distributor)  # the bad set may have changed: copy afresh
         copied = run_job(clean, ids, **run)
         summary["clean"] = {"folder": write_clean, "shards": copied["shards_done"], "samples": copied["outputs"]}

@@ -1,6 +1,7 @@
 """Decode webdataset samples from their bytes with PyAV: one clip of video frames, audio or a stored mel.
 
-No temporary files: containers are opened from ``io.BytesIO``. Frames are picked on a fixed time grid
+No temporary files: containers are opened from the bytes by ``v2d_vox.media.open_media``, which
+never lets a crafted file open another file or a socket. Frames are picked on a fixed time grid
 (``start + i / fps``, the latest decoded frame at or before each instant), so any source frame rate maps
 to the target one; only picked frames are scaled and converted.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import sample as contract
+from ..media import open_media
 from ..sample import AUDIO_EXTS, JSON, MEL, TXT, VIDEO_EXTS
 from .state import LoaderStats
 
@@ -79,7 +81,7 @@ def _origin(container: av.container.InputContainer) -> float:
 
 def read_video(data: bytes, start: float, cfg: DecodeConfig) -> torch.Tensor:
     """Frames of ``[start, start + clip_seconds)`` at ``cfg.fps``: uint8 (T, C, H, W), T <= cfg.num_frames."""
-    with av.open(io.BytesIO(data)) as container:
+    with open_media(data) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         seek, start = start > 0, start + _origin(container)  # frame times are on the container's timeline
@@ -104,7 +106,7 @@ def read_video(data: bytes, start: float, cfg: DecodeConfig) -> torch.Tensor:
 
 def read_audio(data: bytes, start: float, cfg: DecodeConfig) -> torch.Tensor:
     """Mono float32 samples of ``[start, start + clip_seconds)`` at ``cfg.sample_rate`` (may be shorter)."""
-    with av.open(io.BytesIO(data)) as container:
+    with open_media(data) as container:
         stream = container.streams.audio[0]
         seek, start = start > 0, start + _origin(container)  # frame times are on the container's timeline
         if seek:
@@ -142,7 +144,7 @@ def decode_sample(sample: dict, cfg: DecodeConfig, rng: random.Random) -> dict:
     out["json"] = meta
     mel = np.load(io.BytesIO(sample[MEL])) if cfg.stored_mel and MEL in sample else None
     if media is not None:
-        with av.open(io.BytesIO(media)) as container:
+        with open_media(media) as container:
             duration = _duration(container)
     else:
         duration = mel.shape[-1] * cfg.mel_hop_seconds
