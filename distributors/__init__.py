@@ -10,7 +10,9 @@ runner (``v2d_vox.runner``) owns the rest: which shards to run, the done-check, 
 from __future__ import annotations
 
 import importlib
+import inspect
 from types import ModuleType
+from typing import Any
 
 NAMES = ("multiprocessing", "pyspark", "slurm")
 
@@ -22,3 +24,17 @@ def get(name: str) -> ModuleType:
     if name not in NAMES:
         raise ConfigError(f"distributor={name!r}; choose one of {NAMES}")
     return importlib.import_module(f"distributors.{name}_distributor")
+
+
+def check_args(name: str, args: dict[str, Any]) -> None:
+    """Refuse ``distributor_args`` the distributor does not take, before any work starts (a distributor
+    whose ``run`` takes ``**options``, such as Slurm's sbatch options, accepts any key)."""
+    from v2d_vox.errors import ConfigError
+
+    params = inspect.signature(get(name).run).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "on_sample")
+    unknown = sorted(set(args) - set(known))
+    if unknown:
+        raise ConfigError(f"distributor {name!r} does not take distributor_args {unknown}; it takes {known}")

@@ -12,6 +12,7 @@ at the same times)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +26,17 @@ EPS = 1e-3  # seconds: float noise in durations and strides
 
 
 def parse_spans(value: Any) -> list[tuple[float, float]]:
-    """``"[[0, 2.5], [3, 5]]"`` or a list of pairs -> [(0.0, 2.5), (3.0, 5.0)]."""
-    if isinstance(value, str):
-        value = json.loads(value)
+    """``"[[0, 2.5], [3, 5]]"`` or a list of pairs -> [(0.0, 2.5), (3.0, 5.0)]; a cell that is not that
+    (bad JSON, a pair that is not two numbers, NaN or infinite times, an end before its start) fails its row."""
     try:
-        return [(float(s), float(e)) for s, e in value]
+        spans = [(float(s), float(e)) for s, e in (json.loads(value) if isinstance(value, str) else value)]
     except (TypeError, ValueError) as e:
         raise SubsampleError(f"bad clip spans {str(value)[:80]!r}: expected [[start, end], ...]") from e
+    bad = next(((s, e) for s, e in spans if not (math.isfinite(s) and math.isfinite(e) and e >= s)), None)
+    if bad is not None:
+        raise SubsampleError(f"bad clip span {list(bad)} in {str(value)[:80]!r}: start and end must be finite, "
+                             "end >= start")
+    return spans
 
 
 def source_duration(info: dict[str, Any]) -> float:
@@ -69,10 +74,10 @@ class Clip(Subsampler):
     use_clip_col: bool = True  # cut inside sample.meta["clips"] when the table has a clip column
 
     def __post_init__(self):
-        if self.clip_seconds is not None and self.clip_seconds <= 0:
-            raise ValueError(f"clip_seconds must be > 0, got {self.clip_seconds}")
-        if self.stride is not None and self.stride <= 0:
-            raise ValueError(f"stride must be > 0, got {self.stride}")
+        for name in ("clip_seconds", "stride"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
         if self.last not in LAST:
             raise ValueError(f"last={self.last!r}; choose one of {LAST}")
         if self.max_clips is not None and self.max_clips < 1:

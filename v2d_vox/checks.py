@@ -144,7 +144,11 @@ class ScanTask:
         self.checks = Checks(**job.options["checks"])
 
     def __call__(self, row: TarRow) -> tuple[Record, list[Sample]]:
-        record = check_sample(row["key"], row.members, self.checks)
+        if row.error:
+            record = {"key": row["key"], "reasons": [f"broken tar: {row.error}"], "audio_duration": None,
+                      "video_duration": None, "identity": None, "video_id": row["key"]}
+        else:
+            record = check_sample(row["key"], row.members, self.checks)
         return {"shard": row["source_shard"], "index": row["source_index"], **record}, []
 
     def stats(self, records: list[Record]) -> dict[str, Any]:
@@ -167,7 +171,7 @@ class CleanTask:
             self.bad[r["shard"]].add(r["index"])
 
     def __call__(self, row: TarRow) -> tuple[Record, list[Sample]]:
-        kept = row["source_index"] not in self.bad[row["source_shard"]]
+        kept = not row.error and row["source_index"] not in self.bad[row["source_shard"]]
         return {**row, "kept": kept}, [Sample(row["key"], dict(row.members), meta=None)] if kept else []
 
     def stats(self, records: list[Record]) -> dict[str, Any]:

@@ -133,7 +133,13 @@ def load_config(config: str | dict | None) -> dict[str, Any]:
         if not path.exists():
             names = sorted(p.stem for p in PRESETS.glob("*.yaml"))
             raise ConfigError(f"config {config!r} is neither a preset ({', '.join(names)}) nor a YAML file")
-        config = yaml.safe_load(path.read_text()) or {}
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config {str(path)!r}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") \
+                from None
     if not isinstance(config, dict):
         raise ConfigError(f"config must be a mapping with a 'subsamplers' list, got {type(config).__name__}")
     unknown = set(config) - {"subsamplers", "description"}

@@ -19,6 +19,7 @@ Steps read resolved output parameters (``plan.output_fps(info)``, ``plan.output_
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,8 +68,8 @@ class VideoSpec:
             raise ValueError(f"mode={self.mode!r}; choose one of {MODES}")
         if self.container not in VIDEO_CONTAINERS:
             raise ValueError(f"container={self.container!r}; choose one of {tuple(VIDEO_CONTAINERS)}")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be a finite number > 0, got {self.fps}")
 
     def spec(self) -> VideoSpec:
         """This spec as a plain VideoSpec (a ``resample_video`` step is one, plus its stage)."""

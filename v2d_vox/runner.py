@@ -29,13 +29,21 @@ def guard_spawn() -> None:
             "under `if __name__ == \"__main__\":` in your script")
 
 
-def prepare(output_folder: str, incremental_mode: str, distributor: str) -> Layout:
-    """Check the run options, clear old output in overwrite mode, and create the folder."""
+def prepare(output_folder: str, incremental_mode: str, distributor: str,
+            distributor_args: dict[str, Any] | None = None, processes_count: int | None = None) -> Layout:
+    """Check the run options, clear old output in overwrite mode, and create the folder: every bad
+    option fails here, in one line, before any input is read."""
     guard_spawn()
     if incremental_mode not in INCREMENTAL_MODES:
         raise ConfigError(f"incremental_mode={incremental_mode!r}; choose one of {INCREMENTAL_MODES}")
-    distributors.get(distributor)
+    if processes_count is not None and processes_count < 1:
+        raise ConfigError(f"processes_count must be >= 1 (or None: one per core), got {processes_count}")
+    if distributor_args is not None and not isinstance(distributor_args, dict):
+        raise ConfigError(f"distributor_args must be a mapping, got {distributor_args!r}")
+    distributors.check_args(distributor, distributor_args or {})
     layout = Layout(output_folder)
+    if layout.fs.isfile(layout.root):
+        raise ConfigError(f"output folder {output_folder!r} is a file")
     if incremental_mode == "overwrite":
         layout.clear()
     layout.fs.makedirs(layout.root, exist_ok=True)

@@ -4,6 +4,7 @@ number them as output shards. This project's shards and video2dataset's are both
 from __future__ import annotations
 
 import re
+import sys
 
 import fsspec
 from braceexpand import braceexpand
@@ -11,6 +12,7 @@ from braceexpand import braceexpand
 from .errors import ConfigError
 
 _NUMBERED = re.compile(r"^(\d+)\.tar$")
+_STATS = re.compile(r"^\d+_stats\.json$")
 
 
 def list_shards(input_shards: str | list[str]) -> list[str]:
@@ -22,16 +24,16 @@ def list_shards(input_shards: str | list[str]) -> list[str]:
     urls: set[str] = set()
     for pattern in items:
         expanded = list(braceexpand(pattern))
+        if any(u.startswith(("http://", "https://")) for u in expanded):
+            urls.update(expanded)  # read with urllib (tars.open_url); a missing one fails its shard
+            continue
         if len(expanded) > 1:
             urls.update(_url(*fsspec.core.url_to_fs(url), url) for url in expanded)
             continue
         item = expanded[0]
         fs, path = fsspec.core.url_to_fs(item)
         if fs.isdir(path):
-            found = [p for p in fs.ls(path, detail=False) if p.endswith(".tar")]
-            if not found:
-                raise ConfigError(f"folder {item!r} holds no .tar shards")
-            urls.update(_url(fs, p, item) for p in found)
+            urls.update(_url(fs, p, item) for p in _complete_tars(fs, path, item))
         elif fs.exists(path):
             urls.add(_url(fs, path, item))
         else:
@@ -39,6 +41,25 @@ def list_shards(input_shards: str | list[str]) -> list[str]:
     if not urls:
         raise ConfigError("no input shards given")
     return sorted(urls)
+
+
+def _complete_tars(fs: fsspec.AbstractFileSystem, path: str, item: str) -> list[str]:
+    """A folder's tars, less those of shards that are not done: in a folder written by v2d_vox or
+    video2dataset (it holds ``NNNNN_stats.json`` files), a ``NNNNN.tar`` without its stats is a shard a
+    killed job left unfinished, not data."""
+    names = {p.rstrip("/").rsplit("/", 1)[-1]: p for p in fs.ls(path, detail=False)}
+    tars = sorted(p for n, p in names.items() if n.endswith(".tar"))
+    if not tars:
+        raise ConfigError(f"folder {item!r} holds no .tar shards")
+    if not any(_STATS.match(n) for n in names):
+        return tars
+    done = [p for p in tars if f"{p.rsplit('/', 1)[-1][:-4]}_stats.json" in names]
+    if len(done) < len(tars):
+        print(f"v2d_vox: skipping {len(tars) - len(done)} unfinished shard(s) in {item} (no _stats.json): "
+              f"{', '.join(p.rsplit('/', 1)[-1] for p in tars if p not in done)[:200]}", file=sys.stderr)
+    if not done:
+        raise ConfigError(f"folder {item!r} holds no finished shard (no .tar has its _stats.json)")
+    return done
 
 
 def _url(fs: fsspec.AbstractFileSystem, path: str, given: str) -> str:
@@ -49,7 +70,8 @@ def _url(fs: fsspec.AbstractFileSystem, path: str, given: str) -> str:
 def check_not_inputs(output_folder: str, urls: list[str]) -> None:
     """Writing into an input folder would replace the shards being read (and 'overwrite' delete them)."""
     out = fsspec.core.url_to_fs(output_folder)[1].rstrip("/")
-    if any(fsspec.core.url_to_fs(u)[1].rsplit("/", 1)[0] == out for u in urls):
+    local = [u for u in urls if not u.startswith(("http://", "https://"))]  # http shards: read-only
+    if any(fsspec.core.url_to_fs(u)[1].rsplit("/", 1)[0] == out for u in local):
         raise ConfigError(f"output folder {output_folder!r} holds input shards; choose another folder")
 
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import tarfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -15,7 +17,7 @@ from .reader import read
 from .sample import JSON, TXT, Sample, check_key
 from .sharding import read_shard
 from .shards import shard_ids
-from .tars import Members, read_tar
+from .tars import Members, TarTooLarge, read_tar
 
 Row = dict[str, Any]
 PROVENANCE = "reprocess"
@@ -39,22 +41,35 @@ def fetch_row(job: Job, row: Row) -> Sample:
 
 class TarRow(dict):
     """What the metadata parquet records for a tar sample (key, source shard and index), carrying the
-    sample's members as an attribute so that the bytes reach the task but never the parquet."""
+    sample's members as an attribute so that the bytes reach the task but never the parquet. ``error``:
+    the tar broke here (the row stands for the rest of the shard, which could not be read)."""
 
-    def __init__(self, key: str, source_shard: str, source_index: int, members: Members):
+    def __init__(self, key: str, source_shard: str, source_index: int, members: Members,
+                 error: str | None = None):
         super().__init__(key=key, source_shard=source_shard, source_index=source_index)
-        self.members = members
+        self.members, self.error = members, error
 
 
 def tar_rows(job: Job, shard_id: int) -> Iterator[TarRow]:
+    """A tar's samples; a tar that is corrupt part-way (truncated, bad header, over a limit) keeps the
+    samples before the break and ends with one error row, so the shard completes and says why. I/O
+    errors (a missing or unreachable shard) still fail the shard, which the run loop retries."""
     url = shard_ids(job.input_shards)[shard_id]
-    limits = job.limits
-    for index, (key, members) in enumerate(read_tar(url, limits.max_member_bytes, limits.max_tar_bytes)):
-        yield TarRow(key, url, index, members)
+    limits, read = job.limits, 0
+    try:
+        for key, members in read_tar(url, limits.max_member_bytes, limits.max_tar_bytes):
+            yield TarRow(key, url, read, members)
+            read += 1
+        return
+    except (tarfile.TarError, EOFError, zlib.error, TarTooLarge) as e:
+        message = f"broken tar after {read} samples: {type(e).__name__}: {str(e)[:160]}"
+    yield TarRow(f"_broken_tar_{read:05d}", url, read, {}, error=message)
 
 
 def fetch_sample(job: Job, row: TarRow) -> Sample:
     """A tar sample -> a Sample with its old json, a fresh probe and a provenance entry."""
+    if row.error:
+        raise DownloadError(row.error)
     files = dict(row.members)
     try:
         check_key(row["key"])

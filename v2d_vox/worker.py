@@ -129,11 +129,17 @@ def process_shard(job: Job, shard_id: int, on_sample: Callable[[], None] | None 
     task = TASKS[job.task](job)
     writer = WRITERS[job.output_format](layout, shard_id)
     start = time.time()
-    records = []
+    records, written = [], set()
     with ThreadPoolExecutor(job.thread_count) as pool:
         for record, outputs in ordered_map(pool, task, rows, 2 * job.thread_count):
+            repeated = next((out.key for out in outputs if out.key in written), None)
+            if repeated is not None:  # a second sample under one key would overwrite or shadow the first
+                message = f"duplicate key {repeated!r}: a sample with this key is already in the shard"
+                record.update(status=FAILED_TO_SUBSAMPLE, outputs=0, error_message=message)
+                outputs = []
             for out in outputs:
                 writer.write(out)
+                written.add(out.key)
             records.append(record)
             if on_sample:
                 on_sample()

@@ -78,7 +78,7 @@ def download(
               reader=ReaderConfig(connect_timeout=connect_timeout, timeout=timeout, retries=retries,
                                   max_size_mb=max_size_mb, user_agent=user_agent, schemes=schemes,
                                   cross_host_redirects=cross_host_redirects, max_retry_after=max_retry_after))
-    prepare(output_folder, incremental_mode, distributor)
+    prepare(output_folder, incremental_mode, distributor, distributor_args, processes_count)
     spec = TableSpec(input_format, url_col, caption_col, clip_col, save_additional_columns, samples_per_shard)
     n_shards, rows = shard_tables(url_list, output_folder, spec)
     summary = run_job(job, list(range(n_shards)), distributor=distributor, distributor_args=distributor_args,

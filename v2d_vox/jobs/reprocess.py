@@ -69,7 +69,7 @@ def reprocess(
     check_not_inputs(output_folder, urls)
     job = Job(output_folder=output_folder, subsamplers=subsamplers, output_format=output_format,
               thread_count=thread_count, source="shards", input_shards=urls, limits=make_limits(limits))
-    prepare(output_folder, incremental_mode, distributor)
+    prepare(output_folder, incremental_mode, distributor, distributor_args, processes_count)
     summary = run_job(job, sorted(shard_ids(urls)), distributor=distributor, distributor_args=distributor_args,
                       processes_count=processes_count, max_shard_retry=max_shard_retry,
                       enable_wandb=enable_wandb, wandb_project=wandb_project, progress=progress)

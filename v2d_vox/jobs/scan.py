@@ -88,7 +88,7 @@ def scan(
     old = Layout(report_folder)
     if old.exists(JOB) and not job.same_dataset(Job.from_dict(old.read_json(JOB))):
         incremental_mode = "overwrite"  # records made with other checks are stale: scan afresh
-    layout = prepare(report_folder, incremental_mode, distributor)
+    layout = prepare(report_folder, incremental_mode, distributor, distributor_args, processes_count)
     ran = run_job(job, ids, **run)
     records = _records(layout, ids)
     flag_duplicates(records)
