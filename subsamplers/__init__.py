@@ -5,7 +5,7 @@ from typing import Any
 
 from v2d_vox.subsampler import Chain
 
-from . import clip, corrupt, drop_media, filters, resample, spectrogram, streams
+from . import clip, corrupt, drop_media, face_crop, filters, resample, spectrogram, streams
 
 
 def build_chain(specs: list[dict[str, Any]]) -> Chain:
@@ -13,4 +13,4 @@ def build_chain(specs: list[dict[str, Any]]) -> Chain:
     return Chain.from_specs(specs)
 
 
-__all__ = ["build_chain", "clip", "corrupt", "drop_media", "filters", "resample", "spectrogram", "streams"]
+__all__ = ["build_chain", "clip", "corrupt", "drop_media", "face_crop", "filters", "resample", "spectrogram", "streams"]

@@ -15,7 +15,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,7 +42,7 @@ def make_media(duration: float = 3.0, fps: float = 25, size: tuple[int, int] = (
                sample_rate: int = 16000, video: bool = True, audio: bool = True, container: str = "mp4",
                seed: int = 0, *, color: tuple[int, int, int] | np.ndarray | None = None,
                tone: float | None = None, noise: bool = False, vcodec: str = "libx264", acodec: str | None = None,
-               drop_every: int = 0) -> bytes:
+               drop_every: int = 0, square: Callable[[float], tuple[int, int, int]] | None = None) -> bytes:
     """A synthetic clip of known shape, encoded with PyAV: every test's and benchmark's generated media.
 
     Picture: a moving gradient on a colour drawn from `seed`, or a flat `color` (with `noise`: +-20 per pixel
@@ -50,7 +50,8 @@ def make_media(duration: float = 3.0, fps: float = 25, size: tuple[int, int] = (
     (drawn from `seed` if None), plus white noise of std 0.02 with `noise`. `drop_every=k` leaves out every
     k-th frame while keeping the others' timestamps: a variable-frame-rate stream. The audio codec defaults
     to AAC in mp4/mov/matroska and 16-bit PCM elsewhere (wav); `vcodec`/`acodec` pick others (mpeg4, mp3,
-    libopus...)."""
+    libopus...). `square(t) -> (x, y, side)` draws a white square with that top-left corner at time t (a face
+    with a known track)."""
     rng = np.random.default_rng(seed)
     base = None if color is not None else rng.integers(0, 255, 3)
     buf = io.BytesIO()
@@ -72,6 +73,10 @@ def make_media(duration: float = 3.0, fps: float = 25, size: tuple[int, int] = (
                     img = np.asarray(color, np.int16) + rng.integers(-20, 20, (size[1], size[0], 3)) + (i % 5)
                 else:
                     img = np.broadcast_to(np.asarray(color, np.int16), (size[1], size[0], 3))
+                if square is not None:
+                    x, y, side = square(i / fps)
+                    img = np.array(img, np.int16)
+                    img[y : y + side, x : x + side] = 255
                 if drop_every and i % drop_every == drop_every - 1:
                     continue
                 frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")

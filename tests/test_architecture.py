@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("steps", ("subsamplers", "v2d_vox.sharding", "v2d_vox.shards", "v2d_vox.sources")),
     ("curation", ("v2d_vox.checks", "v2d_vox.writers", "v2d_vox.worker", "v2d_vox.logger", "v2d_vox.runner",
                   "distributors", "v2d_vox.loader")),
-    ("entry", ("v2d_vox.jobs", "v2d_vox.api", "v2d_vox.options", "v2d_vox.cli")),
+    ("entry", ("v2d_vox.recipes", "v2d_vox.jobs", "v2d_vox.api", "v2d_vox.options", "v2d_vox.cli")),
 ]
 
 

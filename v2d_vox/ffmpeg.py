@@ -35,7 +35,7 @@ from functools import cache
 from typing import IO, Any
 
 from .errors import SubsampleError
-from .plan import AUDIO_FORMATS, VIDEO_CONTAINERS, AudioSpec, Clip, Edit, MediaPlan, VideoSpec, channel_layout
+from .plan import AUDIO_FORMATS, VIDEO_CONTAINERS, AudioSpec, Clip, Crop, Edit, MediaPlan, VideoSpec, channel_layout
 from .sample import Sample
 
 GRAPH_FILE = "graph.txt"  # in the private work dir; outputs are named NNNNN.<ext>
@@ -177,12 +177,15 @@ def geometry(spec: VideoSpec, src: dict[str, Any]) -> list[str]:
     return [*filters, "setsar=1"]
 
 
-def cut_video(clip: Clip, t: Target) -> list[str]:
-    """Filters that make one clip's video from the source stream."""
+def cut_video(clip: Clip, t: Target, crop: Crop | None = None) -> list[str]:
+    """Filters that make one clip's video from the source stream: cut, constant rate, the clip's crop (its
+    ``t`` counts from the clip's start), then the output size."""
     start = f"{clip.start - t.offset:.6f}"
     trim = [] if clip.end is None else [f"trim=start={start}:end={clip.end - t.offset:.6f}"]
+    src = t.video if crop is None else {"width": crop.w, "height": crop.h}  # ffmpeg rotates before the graph
     # constant rate from the clip's start: a late first frame is held from 0, so video stays in sync
-    return [*trim, f"fps={t.fps}:start_time={start}", "setpts=PTS-STARTPTS", *geometry(t.vspec, t.video)]
+    return [*trim, f"fps={t.fps}:start_time={start}", "setpts=PTS-STARTPTS", *([escape(crop.filter)] if crop else []),
+            *geometry(t.vspec, src)]
 
 
 def cut_audio(clip: Clip, t: Target) -> list[str]:
@@ -272,10 +275,10 @@ class Graph:
                           + f"[ea{i}]")
         return f"ea{i}"
 
-    def clip(self, clip: Clip, edit: Edit, variant: str | None, t: Target) -> list[Output]:
-        """One clip's branch: cut and resample, then (on a copy when there is a variant) its edit."""
+    def clip(self, clip: Clip, edit: Edit, variant: str | None, t: Target, crop: Crop | None = None) -> list[Output]:
+        """One clip's branch: cut, crop and resample, then (on a copy when there is a variant) its edit."""
         i, tag, outs = clip.index, "", []
-        v = self.add(f"sv{i}", cut_video(clip, t), f"v{i}") if t.video else None
+        v = self.add(f"sv{i}", cut_video(clip, t, crop), f"v{i}") if t.video else None
         a = self.add(f"sa{i}", cut_audio(clip, t), f"a{i}") if t.audio else None
         if variant:
             v, clean_v = self.fork(v, "split", f"xv{i}", f"cv{i}")
@@ -293,7 +296,9 @@ def compile_plan(plan: MediaPlan, sample: Sample) -> Command:
     graph = Graph()
     graph.split(t.video, "split", "sv", clips)
     graph.split(t.audio, "asplit", "sa", clips)
-    outs = [out for clip in clips for out in graph.clip(clip, plan.edits.get(clip.index, Edit()), plan.variant, t)]
+    outs = [out for clip in clips
+            for out in graph.clip(clip, plan.edits.get(clip.index, Edit()), plan.variant, t,
+                                  plan.layout.crops.get(clip.index))]
     return Command([Input(sample.media, seek(plan.layout.window())), *graph.inputs], ";\n".join(graph.lines), outs)
 
 

@@ -3,8 +3,9 @@
 
 It has two phases, filled in config order:
 
-- the **layout** (``plan.layout``): which spans become clips, which streams are kept, and how video and
-  audio are written (``VideoSpec``, ``AudioSpec``). It fixes each clip's key and its output rates.
+- the **layout** (``plan.layout``): which spans become clips, which streams are kept, the part of the frame
+  each clip keeps (``Crop``, e.g. a face track), and how video and audio are written (``VideoSpec``,
+  ``AudioSpec``). It fixes each clip's key and its output rates.
 - per-clip **edits** (``plan.edit(i)``, one ``Edit`` per clip): filter strings applied after cutting and
   resampling (``"eq=brightness=0.1"``, ``"volume=0.5"``), an extra audio laid under the clip (``Mix``,
   e.g. background noise, looped as needed), an encoder crf, and fields for the clip's json. A clip's
@@ -112,6 +113,27 @@ class AudioSpec:
         return self.sample_rate or source["sample_rate"], self.channels or source["channels"]
 
 
+@dataclass(frozen=True)
+class Crop:
+    """The part of the (displayed) source frame one clip keeps, cut before the clip is resized: ``w`` x ``h``
+    pixels at top-left ``x``, ``y``. ``x``/``y`` are numbers, or ffmpeg expressions of ``t`` (seconds from
+    the clip's start) for a crop that moves, e.g. along a face track."""
+
+    w: int
+    h: int
+    x: float | str = 0
+    y: float | str = 0
+
+    def __post_init__(self):
+        if self.w < 2 or self.h < 2:
+            raise ValueError(f"crop size must be >= 2x2, got {self.w}x{self.h}")
+
+    @property
+    def filter(self) -> str:
+        """The ``crop`` filter, as written for -vf (unescaped)."""
+        return f"crop=w={self.w}:h={self.h}:x={self.x}:y={self.y}:exact=1"
+
+
 @dataclass
 class Layout:
     """What each output is. ``video``/``audio`` None: not resampled (the source's size, rates and
@@ -122,6 +144,7 @@ class Layout:
     audio: AudioSpec | None = None
     keep_video: bool = True
     keep_audio: bool = True
+    crops: dict[int, Crop] = field(default_factory=dict)  # clip index -> its region (both copies of a variant)
 
     def window(self) -> Span | None:
         """The source range the pass reads (from ``PREROLL`` before the first clip to the end of the last);

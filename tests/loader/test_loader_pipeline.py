@@ -2,6 +2,7 @@
 
 import json
 import time
+import warnings
 from collections import Counter
 
 import pytest
@@ -124,3 +125,42 @@ def test_loader_composes_webdataset_without_overriding_it():
                 assert not overridden, (cls, overridden)
     dataset = make_dataset(["a.tar"])
     assert pickle.loads(pickle.dumps(dataset)).urls == ["a.tar"]  # spawn-started workers get a pickled copy
+
+
+def labels_of(loader) -> list[tuple[str, int]]:
+    return sorted((k, int(lab)) for b in loader for k, lab in zip(b["__key__"], b["label"], strict=True))
+
+
+def test_select_keeps_matching_json_before_decoding(many_shards):
+    """many_shards: 12 shards x (spk0, spk1, spk2) with json label 0, 1, 2."""
+    kept = labels_of(make_loader(many_shards, batch_size=5, num_workers=2, select={"label": [0, 2]},
+                                 label_field="label"))
+    assert len(kept) == 24 and {lab for _, lab in kept} == {0, 2}
+    loader = make_loader(many_shards, batch_size=5, num_workers=0, select=lambda j: j["identity"] == "spk1")
+    assert {k[-1] for b in loader for k in b["__key__"]} == {"1"} and loader.stats.skipped == 0
+
+
+@pytest.mark.parametrize("label_map", [{0: 10, 1: 11, 2: 12}, {"0": 10, "1": 11, "2": 12}])
+def test_int_fields_with_int_or_str_keyed_maps(many_shards, label_map):
+    got = labels_of(make_loader(many_shards, batch_size=6, num_workers=0, label_map=label_map, label_field="label"))
+    assert len(got) == 36 and {(k[-1], lab) for k, lab in got} == {("0", 10), ("1", 11), ("2", 12)}
+
+
+def test_int_field_without_a_map_and_str_field_with_a_map(many_shards):
+    assert {lab for _, lab in labels_of(make_loader(many_shards[:2], batch_size=6, num_workers=0,
+                                                    label_field="label"))} == {0, 1, 2}
+    with pytest.warns(UserWarning, match="not in the label map"):
+        got = labels_of(make_loader(many_shards[:2], batch_size=6, num_workers=0, label_map={"spk2": 0}))
+    assert {lab for _, lab in got} == {0}
+
+
+def test_unknown_labels_are_skipped_counted_and_warned_once(many_shards):
+    loader = make_loader(many_shards, batch_size=6, num_workers=0, label_map={0: 0, 1: 1}, label_field="label")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = labels_of(loader)
+    assert len(got) == 24 and -1 not in {lab for _, lab in got}
+    assert loader.stats.counts["unknown_label"] == 12
+    assert [str(w.message) for w in caught if "label map" in str(w.message)] == [
+        "label 2 of json field 'label' is not in the label map (2 labels); such samples are skipped and counted "
+        "as unknown_label"]

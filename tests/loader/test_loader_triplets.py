@@ -1,11 +1,14 @@
 """Triplet mode: identity and video rules, determinism, bounded buffer with counted drops."""
 
+import json
 import random
+
+import pytest
 
 from v2d_vox.loader import make_loader
 from v2d_vox.loader.decode import video_id
 from v2d_vox.loader.state import LoaderStats
-from v2d_vox.loader.triplets import triplets
+from v2d_vox.loader.triplets import NoTriplets, triplets
 
 
 def keys(batch):
@@ -74,3 +77,40 @@ def test_samples_without_identity_are_counted():
     out = list(triplets(stream, buffer_size=10, rng=random.Random(0), stats=stats))
     assert {t["anchor"]["__key__"] for t in out} == {"k1", "k2"}
     assert stats.counts == {"triplet_no_identity": 1, "triplet_unmatched": 1}
+
+
+def one_video_per_identity(tmp_path, n=3):
+    """Shards where every identity has one video: no triplet can ever form."""
+    from support import DATA, write_shard
+
+    wav = (DATA / "fsdd__3_george_7.wav").read_bytes()
+    return [write_shard(tmp_path / f"{k:05d}.tar", [{"__key__": f"v{k}_{j:05d}", "wav": wav,
+                                                     "json": json.dumps({"identity": f"id{k}"}).encode()}
+                                                    for j in range(2)]) for k in range(n)]
+
+
+@pytest.mark.timeout(120)
+def test_resampled_triplets_that_cannot_form_raise_instead_of_hanging(tmp_path):
+    shards = one_video_per_identity(tmp_path)
+    loader = make_loader(shards, batch_size=2, num_workers=1, triplets=True, resampled=True, epoch_batches=5)
+    with pytest.raises(Exception, match="no triplet can be formed.*3 identities, 0 of them with clips from 2"):
+        next(iter(loader))
+
+
+@pytest.mark.timeout(120)
+def test_finite_triplets_that_cannot_form_warn_with_counts(tmp_path):
+    shards = one_video_per_identity(tmp_path)
+    with pytest.warns(UserWarning, match="no triplet formed.*6 samples of 3 identities, 0 of them"):
+        assert list(make_loader(shards, batch_size=2, num_workers=0, triplets=True)) == []
+
+
+def test_endless_stream_gives_up_after_patience_when_the_buffer_cannot_pair():
+    """Possible in principle (2 videos of id0) but never together in a buffer of 2: give up, do not spin."""
+    def stream():
+        for n in range(10_000):
+            ident, vid = ("id0", f"v{n % 2}") if n % 50 == 0 else (f"x{n}", f"w{n}")
+            yield {"__url__": "u", "__index__": n, "__key__": f"{vid}_{n:05d}",
+                   "json": {"identity": ident, "video_id": vid}}
+
+    with pytest.raises(NoTriplets, match="no triplet"):
+        list(triplets(stream(), buffer_size=2, rng=random.Random(0), stats=LoaderStats(), shards=1, patience=500))

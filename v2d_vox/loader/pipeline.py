@@ -6,7 +6,7 @@ Worker side (``ClipDataset``): a ``webdataset.DataPipeline`` whose one stage bui
 each pass, a ``webdataset.DataPipeline`` of these stages and iterates it::
 
     shard order(seed, epoch) -> split_by_node -> split_by_worker -> skip finished shards -> tar samples
-    -> skip consumed samples -> shuffle buffer (raw bytes) -> decode -> labels -> transforms
+    -> skip consumed samples -> select (json only) -> shuffle buffer (raw bytes) -> decode -> labels -> transforms
     -> [triplets] -> batches (+ stats delta)
 
 Main side (``Loader``): a ``webdataset.WebLoader`` (a ``DataLoader`` iteration per pass, ``with_epoch`` for
@@ -27,7 +27,9 @@ order after the restart differs from the uninterrupted run's, because the shuffl
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,6 +43,8 @@ from .shards import expand, resampled, shard_order, skip_done_shards, split_by_n
 from .state import LoaderStats, Progress
 from .transforms import apply
 from .triplets import triplets
+
+Select = Callable[[dict], bool] | dict[str, object]
 
 
 @dataclass
@@ -62,8 +66,9 @@ class LoaderConfig:
     prefetch_factor: int = 2
     transforms: dict = field(default_factory=dict)  # per sample in workers, e.g. {"audio->mel": LogMel()}
     batch_transforms: dict = field(default_factory=dict)  # per batch after the move to ``device``
-    label_map: dict[str, int] | None = None  # json[label_field] -> int ("label" in batches; -1 if unknown)
+    label_map: dict[str | int, int] | None = None  # json[label_field] -> int "label"; see ``add_labels``
     label_field: str = "identity"
+    select: Select | None = None  # keep only these samples, judged on the json before decoding; see ``selector``
     triplets: bool = False
     triplet_buffer: int = 128  # decoded samples kept for positives/negatives
     identity_field: str = "identity"
@@ -115,12 +120,56 @@ def shuffle(src: Iterable, size: int, rng: random.Random) -> Iterator:
     yield from buf
 
 
-def add_labels(src: Iterable[dict], label_map: dict[str, int] | None, field_name: str) -> Iterator[dict]:
-    """Stage: ``sample["label"]`` from the label map, or an int json "label" when there is no map."""
+def selector(select: Select | None) -> Callable[[dict], bool] | None:
+    """``select`` as a predicate over a sample's json: a callable as it is, or ``{field: values}`` where
+    every field must hold one of its values (a list, tuple or set) or equal it (anything else), e.g.
+    ``{"fold": [1, 2, 3, 4]}``."""
+    if select is None or callable(select):
+        return select
+    if not isinstance(select, dict):
+        raise TypeError(f"select must be a callable or a {{field: values}} dict, got {type(select).__name__}")
+    wanted = {k: (set(v) if isinstance(v, list | tuple | set | frozenset) else {v}) for k, v in select.items()}
+    return lambda meta: all(meta.get(k) in values for k, values in wanted.items())
+
+
+def select_samples(src: Iterable[dict], predicate: Callable[[dict], bool], stats: LoaderStats) -> Iterator[dict]:
+    """Stage: keep the samples whose json ``predicate`` accepts, before their media is decoded. The others
+    are not skips (not counted); they are remembered so a resumed pass need not read them again."""
+    for s in src:
+        try:
+            meta = json.loads(s["json"]) if "json" in s else {}
+        except ValueError:
+            meta = None  # decode counts the broken json
+        if meta is None or predicate(meta if isinstance(meta, dict) else {}):
+            yield s
+        else:
+            stats.exclude(s)
+
+
+def add_labels(src: Iterable[dict], label_map: dict[str | int, int] | None, field_name: str,
+               stats: LoaderStats) -> Iterator[dict]:
+    """Stage: ``sample["label"]``. With a map: the json field's value looked up with int and str keys alike
+    (``{0: 0}`` and ``{"0": 0}`` both match a json 0 or "0"); a sample whose value the map lacks is skipped,
+    counted as ``unknown_label`` and warned about once. Without a map: the field's value if it is an int,
+    else an int json "label"."""
+    table = None if label_map is None else {str(k): v for k, v in label_map.items()}
+    warned = False
     for s in src:
         meta = s["json"]
-        if label_map is not None:
-            s["label"] = label_map.get(str(meta.get(field_name)), -1)
+        value = meta.get(field_name)
+        if table is not None:
+            label = table.get(str(value)) if value is not None else None
+            if label is None:
+                stats.drop(s, "unknown_label")
+                if not warned:
+                    warnings.warn(f"label {value!r} of json field {field_name!r} is not in the label map "
+                                  f"({len(table)} labels); such samples are skipped and counted as unknown_label",
+                                  stacklevel=2)
+                    warned = True
+                continue
+            s["label"] = label
+        elif isinstance(value, int) and not isinstance(value, bool):
+            s["label"] = value
         elif isinstance(meta.get("label"), int):
             s["label"] = meta["label"]
         yield s
@@ -175,17 +224,19 @@ class ClipDataset(wds.DataPipeline):
         sizes = cfg.sizes
         if cfg.triplets:
             pairing = [partial(triplets, buffer_size=cfg.triplet_buffer, rng=rng, stats=stats,
-                               field=cfg.identity_field)]
+                               field=cfg.identity_field, shards=len(self.urls) if cfg.resampled else None)]
             collate_fn = partial(collate_triplets, sizes=sizes)
         else:
             pairing, collate_fn = [], partial(collate, sizes=sizes)
+        predicate = selector(cfg.select)
         return [
             *source,
             partial(tar_samples, stats=stats),
             partial(skip_consumed, progress=progress),
+            *([partial(select_samples, predicate=predicate, stats=stats)] if predicate else []),
             partial(shuffle, size=cfg.shuffle_buffer, rng=rng),
             partial(decode, cfg=cfg.decode, rng=rng, stats=stats),
-            partial(add_labels, label_map=cfg.label_map, field_name=cfg.label_field),
+            partial(add_labels, label_map=cfg.label_map, field_name=cfg.label_field, stats=stats),
             partial(map_transforms, transforms=cfg.transforms, g=g),
             *pairing,
             partial(batched, batch_size=cfg.batch_size, collate_fn=collate_fn, stats=stats,

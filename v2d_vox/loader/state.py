@@ -49,6 +49,10 @@ class LoaderStats:
         self.counts.update(delta["counts"])
         self.errors.extend(delta["errors"])
 
+    def exclude(self, sample: dict) -> None:
+        """Remember a sample left out on purpose (``select``): not a skip, but a resumed run need not read it."""
+        self.dropped.append((sample["__url__"], sample["__index__"]))
+
     @property
     def skipped(self) -> int:
         return sum(self.counts.values())

@@ -10,11 +10,18 @@ dropped, and counted, when it is evicted from the buffer while still waiting (``
 identity has too few videos nearby in the stream, so raise ``buffer_size`` or shuffle shards more) or
 when the stream ends (``triplet_unmatched``). Identities with a single video never yield anchors.
 Choices use ``rng`` only, so the output is a deterministic function of the input order and the seed.
+
+Data that cannot form triplets (no identity with two videos, or a single identity) must not make training
+wait forever: until the first triplet the stage keeps the identities and videos it has seen. In resampled
+mode (an endless stream) it raises ``NoTriplets`` with those counts once every shard has been read and
+they show that no triplet is possible, or after ``patience`` samples without one; in finite mode a pass
+that ends without a triplet warns with the counts.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
@@ -68,16 +75,46 @@ class _Buffer:
                     negative=self.samples[negative])
 
 
+class NoTriplets(RuntimeError):
+    """The data cannot give (anchor, positive, negative) triplets."""
+
+
+def coverage(seen: dict[str, set[str]], samples: int) -> str:
+    """What the stream held, for the messages: why no triplet formed."""
+    multi = sum(len(v) >= 2 for v in seen.values())
+    return (f"{samples} samples of {len(seen)} identities, {multi} of them with clips from 2 or more videos "
+            "(a triplet needs an identity with 2 videos for the anchor and positive, and another identity)")
+
+
+def possible(seen: dict[str, set[str]]) -> bool:
+    return len(seen) >= 2 and any(len(v) >= 2 for v in seen.values())
+
+
 def triplets(
     src: Iterable[dict], buffer_size: int, rng: random.Random, stats: LoaderStats, field: str = "identity",
+    shards: int | None = None, patience: int | None = None,
 ) -> Iterator[dict]:
-    """Stage: decoded samples -> ``{"anchor", "positive", "negative"}`` dicts (rules in the module doc)."""
+    """Stage: decoded samples -> ``{"anchor", "positive", "negative"}`` dicts (rules in the module doc).
+    ``shards``: the number of shards of an endless (resampled) stream, None for a finite one; ``patience``:
+    samples without any triplet before giving up (default 10 x ``buffer_size``)."""
     buffer = _Buffer(buffer_size)
+    patience = patience or 10 * buffer_size
+    seen: dict[str, set[str]] | None = {}  # identity -> videos, until the first triplet
+    read: set[str] = set()  # shards read to the end (the stream has moved on to another one)
+    url, n = None, -1
     for n, sample in enumerate(src):
         ident = identity(sample.get("json", {}), field)
+        if seen is not None and shards is not None:
+            if sample.get("__url__") != url:
+                read.add(url)
+                url = sample.get("__url__")
+            if (len(read - {None}) >= shards and not possible(seen)) or n >= patience:
+                raise NoTriplets("no triplet can be formed from this endless stream: " + coverage(seen, n))
         if ident is None:
             stats.drop(sample, "triplet_no_identity")
             continue
+        if seen is not None:
+            seen.setdefault(ident, set()).add(video_id(sample))
         had_negatives = len(buffer.by_identity) > 1
         evicted = buffer.add(n, sample, ident)
         if evicted is not None:
@@ -89,7 +126,10 @@ def triplets(
                 triplet = buffer.match(m, rng)
                 if triplet is not None:
                     buffer.waiting[i].remove(m)
+                    seen = None
                     yield triplet
     for waiting in buffer.waiting.values():
         for m in waiting:
             stats.drop(buffer.samples[m], "triplet_unmatched")
+    if seen is not None and n >= 0:
+        warnings.warn("no triplet formed in this pass (of this worker): " + coverage(seen, n + 1), stacklevel=2)
