@@ -212,10 +212,23 @@ def test_per_clip_filters_and_noise_mix():
         assert_synced(streams(out.files["mp4"]), 2.0)  # the 1 s noise is looped under the 2 s clip
 
 
-def test_sparse_clips_seek_per_segment_and_equal_one_range(monkeypatch):
+@pytest.fixture(scope="module")
+def long_source() -> bytes:
+    return make_media(40.0, size=(64, 48), seed=5)
+
+
+def test_probe_of_a_long_source_reads_its_tail(long_source):
+    """Past 2 x probe.TAIL seconds the probe skips to the last seconds for the truncation check: a whole file
+    passes, one cut in half is still refused."""
+    assert probe(long_source)["duration"] == 40.0
+    with pytest.raises(SampleError, match=r"truncated media: data ends before the 40.00 s declared"):
+        probe(long_source[: len(long_source) // 2])
+
+
+def test_sparse_clips_seek_per_segment_and_equal_one_range(monkeypatch, long_source):
     """Three clips far apart in a 40 s source: one input per clip, each seeked near it, in ONE ffmpeg process;
     the clips are byte-identical to those of a pass that decodes from the first clip to the last."""
-    data = make_media(40.0, size=(64, 48), seed=5)
+    data = long_source
     sample = Sample("long", {"mp4": data}, {"probe": probe(data)})
     plan = MediaPlan(Layout(spans=[(18.0, 19.5), (2.0, 3.0), (35.0, 36.04)],
                             video=vp.VideoSpec(fps=25, width=32, height=32, mode="crop"),
