@@ -23,7 +23,7 @@ from subsamplers import build_chain
 from . import __version__
 from .checks import CleanTask, ScanTask
 from .config import Job
-from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError
+from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError, SourceBlocked
 from .ffmpeg import run_plan
 from .layout import Layout
 from .plan import MediaPlan
@@ -91,6 +91,8 @@ class CurateTask:
             record["outputs"] = len(outputs)
         except SampleError as e:
             record["status"], record["error_message"] = e.status, str(e)
+        except SourceBlocked:  # the shard stops, not done: a rerun retries it
+            raise
         except Exception as e:  # a bug must cost one sample, not the shard
             record["status"] = FAILED_TO_SUBSAMPLE
             record["error_message"] = f"internal error: {type(e).__name__}: {str(e)[:200]}"

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from subsamplers import build_chain
 
-from ..config import Job, ReaderConfig, load_config
+from ..config import READ_WITH, Job, ReaderConfig, YtdlpConfig, load_config
 from ..logger import format_summary
 from ..options import (
     Config,
@@ -50,6 +50,20 @@ def download(
     retries: Annotated[int, Help("HTTP retries on 5xx, resets and timeouts (never on 4xx)")] = 3,
     max_size_mb: Annotated[float, Help("files larger than this fail")] = 1024.0,
     user_agent: Annotated[str, Help("the HTTP User-Agent header")] = ReaderConfig.user_agent,
+    reader: Annotated[str, Help(
+        "how each row is read: auto picks yt-dlp for URLs of sites yt-dlp knows (YouTube...) and plain HTTP "
+        "(or fsspec) for the rest", READ_WITH)] = "auto",
+    url_template: Annotated[str | None, Help(
+        "turns the url column into URLs, e.g. 'https://www.youtube.com/watch?v={url}' for a column of ids")] = None,
+    ytdlp_format: Annotated[str | None, Help(
+        "yt-dlp format selector (None: <= 360p H.264 mp4 + m4a audio; audio only when the config drops "
+        "video)")] = None,
+    cookie_file: Annotated[str | None, Help("a Netscape cookie file for yt-dlp")] = None,
+    proxy: Annotated[str | None, Help("a proxy URL for yt-dlp")] = None,
+    rate_limit: Annotated[int | None, Help("yt-dlp's download rate limit in bytes/s per thread")] = None,
+    sleep_requests: Annotated[float, Help("seconds yt-dlp sleeps between requests")] = 0.0,
+    max_blocked: Annotated[int, Help(
+        "HTTP 429/403 answers in a row from one host (with growing pauses) before yt-dlp shards stop")] = 5,
     incremental_mode: IncrementalMode = "incremental",
     max_shard_retry: MaxShardRetry = 1,
     distributor: Distributor = "multiprocessing",
@@ -64,7 +78,10 @@ def download(
     job = Job(output_folder=output_folder, subsamplers=subsamplers, output_format=output_format,
               thread_count=thread_count,
               reader=ReaderConfig(connect_timeout=connect_timeout, timeout=timeout, retries=retries,
-                                  max_size_mb=max_size_mb, user_agent=user_agent))
+                                  max_size_mb=max_size_mb, user_agent=user_agent),
+              read_with=reader, url_template=url_template,
+              ytdlp=YtdlpConfig(format=ytdlp_format, cookie_file=cookie_file, proxy=proxy, rate_limit=rate_limit,
+                                sleep=sleep_requests, retries=retries, max_blocked=max_blocked))
     prepare(output_folder, incremental_mode, distributor)
     spec = TableSpec(input_format, url_col, caption_col, clip_col, save_additional_columns, samples_per_shard)
     n_shards, rows = shard_tables(url_list, output_folder, spec)
