@@ -196,7 +196,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
     few bytes, then silence), /zero/*, /random/SEED, /truncated/NAME, /shortbody/NAME (announces more than it
     sends), /html/*, /html-as-mp4/*, /trickle/* (a byte every 50 ms), /retryafter/SECONDS/NAME (429 first),
     /redirect/NAME (to another host name), /gzip/* (a compressed body), /hostile/ffconcat/PATH and
-    /hostile/sdp (see `ffconcat`, `SDP`); anything else is an HTML 404."""
+    /hostile/sdp (see `ffconcat`, `SDP`), /status/CODE/*; /page/NAME[,NAME2] is a video page (``<video>``
+    sources with their heights, og:video); anything else is an HTML 404."""
 
     server: MediaServer
 
@@ -286,6 +287,16 @@ class _FaultHandler(BaseHTTPRequestHandler):
             return self._send(200, ffconcat("/" + path) if name == "ffconcat" else SDP, "video/mp4")
         if kind == "html":
             return self._send(200, b"<html><body>Video unavailable</body></html>" * 20, "text/html")
+        if kind == "page":  # a video site's page: <video> sources NAME[,NAME2...], title and og:video of the first
+            names = rest.split(",")
+            sources = "".join(f'<source src="/media/{n}" type="video/mp4" res="{h}">'
+                              for n, h in zip(names, self.server.heights(names)))
+            html = (f'<html><head><title>clip {names[0]}</title><meta property="og:video" content="/media/{names[0]}">'
+                    f"</head><body><video controls>{sources}</video></body></html>")
+            return self._send(200, html.encode(), "text/html; charset=utf-8")
+        if kind == "status":  # /status/CODE/*: an error answer, e.g. 429 or 403 from a site that blocks us
+            code, _, _ = rest.partition("/")
+            return self._send(int(code), b"<html>blocked</html>", "text/html")
         if kind == "html-as-mp4":
             return self._send(200, b"<!doctype html><html><body>404</body></html>" * 20, "video/mp4")
         return self._send(404, b"<html>404</html>", "text/html")
@@ -316,6 +327,14 @@ class MediaServer(ThreadingHTTPServer):
             if path.is_file():
                 return path.read_bytes()
         return None
+
+    def heights(self, names: list[str]) -> list[int]:
+        """The video height of each named file (0 when it has none), as a page's ``<source res=...>`` says."""
+        out = []
+        for name in names:
+            with av.open(io.BytesIO(self.file(name) or b"")) as c:
+                out.append(c.streams.video[0].codec_context.height if c.streams.video else 0)
+        return out
 
     def record(self, path: str, agent: str) -> int:
         with self._lock:

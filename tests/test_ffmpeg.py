@@ -15,6 +15,7 @@ import pytest
 from support import DATA, make_media, stream_types, streams
 
 from v2d_vox import ffmpeg as vf
+from v2d_vox import plan as vp
 from v2d_vox.errors import SampleError, SubsampleError
 from v2d_vox.plan import AudioSpec, Edit, Layout, MediaPlan, Mix
 from v2d_vox.probe import probe
@@ -209,6 +210,43 @@ def test_per_clip_filters_and_noise_mix():
     outs = vf.run_plan(plan, load(TALK))
     for out in outs:
         assert_synced(streams(out.files["mp4"]), 2.0)  # the 1 s noise is looped under the 2 s clip
+
+
+@pytest.fixture(scope="module")
+def long_source() -> bytes:
+    return make_media(40.0, size=(64, 48), seed=5)
+
+
+def test_probe_of_a_long_source_reads_its_tail(long_source, tmp_path):
+    """Past 2 x probe.TAIL seconds the probe skips to the last seconds for the truncation check: a whole file
+    passes, one whose index is first but whose data is cut in half is still refused."""
+    (tmp_path / "long.mp4").write_bytes(long_source)
+    ffmpeg("-i", tmp_path / "long.mp4", "-c", "copy", "-movflags", "+faststart", tmp_path / "fast.mp4")
+    data = (tmp_path / "fast.mp4").read_bytes()
+    assert probe(long_source)["duration"] == probe(data)["duration"] == 40.0
+    with pytest.raises(SampleError, match=r"truncated media: data ends before the 40.00 s declared"):
+        probe(data[: len(data) // 2])
+
+
+def test_sparse_clips_seek_per_segment_and_equal_one_range(monkeypatch, long_source):
+    """Three clips far apart in a 40 s source: one input per clip, each seeked near it, in ONE ffmpeg process;
+    the clips are byte-identical to those of a pass that decodes from the first clip to the last."""
+    data = long_source
+    sample = Sample("long", {"mp4": data}, {"probe": probe(data)})
+    plan = MediaPlan(Layout(spans=[(18.0, 19.5), (2.0, 3.0), (35.0, 36.04)],
+                            video=vp.VideoSpec(fps=25, width=32, height=32, mode="crop"),
+                            audio=AudioSpec(sample_rate=16000, channels=1)))
+    assert len(vf.compile_plan(plan, sample).inputs) == 3
+    seeked = vf.run_plan(plan, sample)
+    monkeypatch.setattr(vp, "SEEK_GAP", 1e9)
+    assert len(vf.compile_plan(plan, sample).inputs) == 1
+    whole = vf.run_plan(plan, sample)
+    assert [o.key for o in seeked] == [o.key for o in whole] == ["long_00000", "long_00001", "long_00002"]
+    for a, b, seconds in zip(seeked, whole, (1.5, 1.0, 1.04)):
+        assert a.files["mp4"] == b.files["mp4"] and a.meta == b.meta
+        info = streams(a.files["mp4"])
+        assert abs(info["video"]["duration"] - seconds) <= FRAME + 1e-6
+        assert abs(info["audio"]["duration"] - info["video"]["duration"]) <= 0.040
 
 
 def shm_dirs() -> set[str]:

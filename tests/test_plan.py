@@ -13,9 +13,10 @@ import av
 import pytest
 
 from v2d_vox import ffmpeg as vf
+from v2d_vox import plan as vp
 from v2d_vox.config import Limits
 from v2d_vox.errors import SubsampleError
-from v2d_vox.plan import AudioSpec, Clip, Edit, Layout, MediaPlan, Mix, VideoSpec
+from v2d_vox.plan import AudioSpec, Clip, Edit, Layout, MediaPlan, Mix, Segment, VideoSpec
 from v2d_vox.probe import probe
 from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Chain
@@ -96,6 +97,36 @@ def test_keys_resolved_parameters_and_identity():
         assert not changed.is_identity
     with pytest.raises(ValueError, match="even"):
         VideoSpec(short_side=113)
+
+
+def test_segments_group_close_clips_and_seek_past_long_gaps(monkeypatch):
+    """Clips closer than SEEK_GAP share one read range (dense clips: exactly ``window()``); far ones get their
+    own seek; at most MAX_SEEKS ranges, the largest gaps skipped. Clip indices keep the table's order."""
+    dense = Layout(spans=[(i * 2.0, i * 2.0 + 2) for i in range(50)])
+    assert dense.segments() == [Segment(*dense.window(), tuple(range(50)))]
+    sparse = Layout(spans=[(200.0, 208.0), (30.0, 38.0), (40.0, 44.0), (120.0, 128.0), (35.0, 36.0)])
+    assert sparse.segments() == [Segment(29.0, 44.0, (1, 2, 4)), Segment(119.0, 128.0, (3,)),
+                                 Segment(199.0, 208.0, (0,))]
+    monkeypatch.setattr(vp, "MAX_SEEKS", 2)  # 44 -> 120 is the largest gap: only it is skipped
+    assert sparse.segments() == [Segment(29.0, 44.0, (1, 2, 4)), Segment(119.0, 208.0, (0, 3))]
+    assert Layout().segments() is None
+
+
+def test_sparse_clips_compile_to_one_seeked_input_per_segment():
+    plan = MediaPlan(Layout(spans=[(3.5, 4.0), (0.5, 1.0)]))
+    sample = load(TALK)
+    command = vf.compile_plan(plan, sample)  # 2.5 s apart: one range
+    assert [i.options for i in command.inputs] == [["-t", "4.000000"]]
+    sample.meta["probe"]["duration"] = 400.0
+    plan.layout.spans = [(300.0, 308.0), (10.0, 18.0)]
+    command = vf.compile_plan(plan, sample)
+    assert [i.options for i in command.inputs] == [["-ss", "9.000000", "-t", "9.000000"],
+                                                   ["-ss", "299.000000", "-t", "9.000000"]]
+    assert all(i.data is sample.media for i in command.inputs)  # one spilled file, opened once per input
+    lines = command.graph.split(";\n")
+    assert lines[:4] == ["[0:0]split=1[sv1]", "[0:1]asplit=1[sa1]", "[1:0]split=1[sv0]", "[1:1]asplit=1[sa0]"]
+    assert "[sv0]trim=start=1.000000:end=9.000000" in command.graph  # relative to its own seek
+    assert "[sv1]trim=start=1.000000:end=9.000000" in command.graph
 
 
 def compiled_size(n: int) -> tuple[int, int, int]:

@@ -72,6 +72,27 @@ class Limits:
         return int(self.max_tar_gb * 2**30)
 
 
+READ_WITH = ("auto", "http", "yt-dlp")
+
+
+@dataclass
+class YtdlpConfig:
+    """The yt-dlp reader's options (``v2d_vox.ytdlp``); kept apart from ReaderConfig, which is HTTP's."""
+
+    format: str | None = None  # yt-dlp format selector; None: <= 360p H.264 mp4 + m4a (audio only if video dropped)
+    cookie_file: str | None = None
+    proxy: str | None = None
+    rate_limit: int | None = None  # bytes per second
+    sleep: float = 0.0  # seconds between requests
+    retries: int = 3
+    max_blocked: int = 5  # 429/403 answers in a row from one host before the shard stops
+    backoff: float = 2.0  # seconds before the next request to a host after its first 429/403, doubled each time
+
+    def __post_init__(self):
+        if self.retries < 0 or self.max_blocked < 1 or self.sleep < 0 or self.backoff < 0:
+            raise ConfigError("yt-dlp options: retries, sleep and backoff must be >= 0, max_blocked >= 1")
+
+
 @dataclass
 class Job:
     output_folder: str
@@ -79,6 +100,9 @@ class Job:
     output_format: str = "webdataset"
     thread_count: int = 8
     reader: ReaderConfig = field(default_factory=ReaderConfig)
+    read_with: str = "auto"  # per row: "auto" (yt-dlp for sites it knows), "http" (and fsspec) or "yt-dlp"
+    url_template: str | None = None  # "https://www.youtube.com/watch?v={url}": the url column holds ids
+    ytdlp: YtdlpConfig = field(default_factory=YtdlpConfig)
     source: str = "table"  # "table": rows from _inputs/*.arrow; "shards": samples from existing tars
     input_shards: list[str] = field(default_factory=list)  # for source == "shards"
     task: str = "curate"  # curate: run the subsamplers; scan: check samples; clean: copy the good ones
@@ -90,6 +114,12 @@ class Job:
             self.reader = ReaderConfig(**self.reader)
         if isinstance(self.limits, dict):
             self.limits = make_limits(self.limits)
+        if isinstance(self.ytdlp, dict):
+            self.ytdlp = YtdlpConfig(**self.ytdlp)
+        if self.read_with not in READ_WITH:
+            raise ConfigError(f"reader={self.read_with!r}; choose one of {READ_WITH}")
+        if self.url_template is not None and "{url}" not in self.url_template:
+            raise ConfigError(f"url_template={self.url_template!r} must contain {{url}}")
         if self.output_format not in (*OUTPUT_FORMATS, NO_OUTPUT):
             raise ConfigError(f"output_format={self.output_format!r}; choose one of {OUTPUT_FORMATS}")
         if self.source not in SOURCES or self.task not in TASKS:

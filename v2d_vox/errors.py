@@ -17,6 +17,10 @@ class ConfigError(V2DError, ValueError):
     """A bad argument or config key: raised before any work starts."""
 
 
+class SourceBlocked(V2DError):
+    """A host keeps refusing us (HTTP 429/403): the shard stops and stays not-done, so a rerun retries it."""
+
+
 class SampleError(V2DError):
     """One sample failed; the shard goes on. `status` is one of STATUSES."""
 

@@ -3,8 +3,9 @@
 The source is decoded once; a filter graph ``split``s/``asplit``s each stream into one branch per
 clip, cuts it exactly with ``trim``/``atrim`` + ``setpts``/``asetpts`` (frame- and sample-accurate,
 audio and video cut at the same times), resamples, and every clip and stream is encoded in that same
-pass. When clips are given, the input is also seeked to the first clip and read up to the last one
-(``-ss``/``-t`` on the input), so a few clips of a long source do not decode all of it.
+pass. When clips are given, the source is read only around them: one input per ``Segment`` of the
+layout (``-ss``/``-t`` on the input), each an independent descriptor of the same spilled file, so a few
+clips far apart in a long source decode only near themselves, and dense clips read one range.
 
 ``compile_plan`` returns the command as data (``Command``: inputs, filter graph text, outputs), built
 clip by clip in time linear in the clip count. The graph goes to a file (``-/filter_complex FILE``):
@@ -35,7 +36,18 @@ from functools import cache
 from typing import IO, Any
 
 from .errors import SubsampleError
-from .plan import AUDIO_FORMATS, VIDEO_CONTAINERS, AudioSpec, Clip, Crop, Edit, MediaPlan, VideoSpec, channel_layout
+from .plan import (
+    AUDIO_FORMATS,
+    VIDEO_CONTAINERS,
+    AudioSpec,
+    Clip,
+    Crop,
+    Edit,
+    MediaPlan,
+    Segment,
+    VideoSpec,
+    channel_layout,
+)
 from .sample import Sample
 
 GRAPH_FILE = "graph.txt"  # in the private work dir; outputs are named NNNNN.<ext>
@@ -127,7 +139,6 @@ class Target:
     fps: float
     rate: int
     channels: int
-    offset: float  # where the input is seeked to: clip times are relative to it
 
 
 def resolve(plan: MediaPlan, info: dict[str, Any]) -> Target:
@@ -136,17 +147,13 @@ def resolve(plan: MediaPlan, info: dict[str, Any]) -> Target:
         kept = "audio" if plan.layout.keep_audio else "video"
         raise SubsampleError(f"no {kept} stream to keep (source has_video={info.get('has_video')}, "
                              f"has_audio={info.get('has_audio')})")
-    window = plan.layout.window()
     return Target(video, audio, plan.layout.video or VideoSpec(), plan.layout.audio or AudioSpec(),
-                  plan.output_fps(info) if video else 0.0, *(plan.output_audio(info) if audio else (0, 0)),
-                  window[0] if window else 0.0)
+                  plan.output_fps(info) if video else 0.0, *(plan.output_audio(info) if audio else (0, 0)))
 
 
-def seek(window: tuple[float, float] | None) -> list[str]:
-    """Input options that read only the source range the clips need."""
-    if window is None:
-        return []
-    start, end = window
+def seek(segment: Segment) -> list[str]:
+    """Input options that read only one source range."""
+    start, end = segment.start, segment.end
     return (["-ss", f"{start:.6f}"] if start else []) + ["-t", f"{end - start:.6f}"]
 
 
@@ -177,24 +184,24 @@ def geometry(spec: VideoSpec, src: dict[str, Any]) -> list[str]:
     return [*filters, "setsar=1"]
 
 
-def cut_video(clip: Clip, t: Target, crop: Crop | None = None) -> list[str]:
-    """Filters that make one clip's video from the source stream: cut, constant rate, the clip's crop (its
-    ``t`` counts from the clip's start), then the output size."""
-    start = f"{clip.start - t.offset:.6f}"
-    trim = [] if clip.end is None else [f"trim=start={start}:end={clip.end - t.offset:.6f}"]
+def cut_video(clip: Clip, t: Target, offset: float = 0.0, crop: Crop | None = None) -> list[str]:
+    """Filters that make one clip's video from a source stream seeked to ``offset`` (clip times are relative
+    to it): cut, constant rate, the clip's crop (its ``t`` counts from the clip's start), the output size."""
+    start = f"{clip.start - offset:.6f}"
+    trim = [] if clip.end is None else [f"trim=start={start}:end={clip.end - offset:.6f}"]
     src = t.video if crop is None else {"width": crop.w, "height": crop.h}  # ffmpeg rotates before the graph
     # constant rate from the clip's start: a late first frame is held from 0, so video stays in sync
     return [*trim, f"fps={t.fps}:start_time={start}", "setpts=PTS-STARTPTS", *([escape(crop.filter)] if crop else []),
             *geometry(t.vspec, src)]
 
 
-def cut_audio(clip: Clip, t: Target) -> list[str]:
-    """Filters that make one clip's audio: silence fills a late start or a gap, so audio stays in sync with
-    video and has the clip's length."""
+def cut_audio(clip: Clip, offset: float = 0.0) -> list[str]:
+    """Filters that make one clip's audio from a source stream seeked to ``offset``: silence fills a late
+    start or a gap, so audio stays in sync with video and has the clip's length."""
     if clip.end is None:
         return ["aresample=min_comp=0.001:first_pts=0"]
-    start = f"{clip.start - t.offset:.6f}"
-    return [f"atrim=start={start}:end={clip.end - t.offset:.6f}", f"asetpts=PTS-{start}/TB",
+    start = f"{clip.start - offset:.6f}"
+    return [f"atrim=start={start}:end={clip.end - offset:.6f}", f"asetpts=PTS-{start}/TB",
             "aresample=min_comp=0.001:first_pts=0", f"apad=whole_dur={clip.end - clip.start:.6f}"]
 
 
@@ -233,21 +240,24 @@ def outputs(i: int, v: str | None, a: str | None, tag: str, t: Target, crf: int 
 
 
 class Graph:
-    """Filter graph text and the extra inputs it reads, built one chain at a time."""
+    """Filter graph text and the extra inputs it reads (numbered after the ``sources`` source inputs), built
+    one chain at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, sources: int = 1) -> None:
         self.lines: list[str] = []
         self.inputs: list[Input] = []
+        self.sources = sources
+        self.offsets: dict[int, float] = {}  # clip index -> where its source input is seeked to
 
     def add(self, src: str, filters: list[str], dst: str) -> str:
         self.lines.append(f"[{src}]{','.join(filters)}[{dst}]")
         return dst
 
-    def split(self, stream: dict[str, Any] | None, name: str, label: str, clips: list[Clip]) -> None:
-        """One branch of a source stream per clip."""
+    def split(self, stream: dict[str, Any] | None, name: str, label: str, clips: list[Clip], source: int = 0) -> None:
+        """One branch per clip of a stream of source input ``source``."""
         if stream:
             branches = "".join(f"[{label}{c.index}]" for c in clips)
-            self.lines.append(f"[0:{stream['index']}]{name}={len(clips)}{branches}")
+            self.lines.append(f"[{source}:{stream['index']}]{name}={len(clips)}{branches}")
 
     def fork(self, src: str | None, name: str, a: str, b: str) -> tuple[str | None, str | None]:
         """Two copies of a stream (``split``/``asplit``); None stays None."""
@@ -269,7 +279,7 @@ class Graph:
         if not edit.mix:
             return self.add(a, [fmt, *filters], f"ea{i}")
         self.inputs.append(Input(edit.mix.audio, ["-stream_loop", "-1"]))
-        noise = self.add(f"{len(self.inputs)}:a:0", [fmt, f"volume={edit.mix.gain_db}dB"], f"na{i}")
+        noise = self.add(f"{self.sources + len(self.inputs) - 1}:a:0", [fmt, f"volume={edit.mix.gain_db}dB"], f"na{i}")
         mixed = self.add(a, [fmt], f"ma{i}")
         self.lines.append(f"[{mixed}][{noise}]" + ",".join(["amix=inputs=2:duration=first:normalize=0", *filters])
                           + f"[ea{i}]")
@@ -277,9 +287,9 @@ class Graph:
 
     def clip(self, clip: Clip, edit: Edit, variant: str | None, t: Target, crop: Crop | None = None) -> list[Output]:
         """One clip's branch: cut, crop and resample, then (on a copy when there is a variant) its edit."""
-        i, tag, outs = clip.index, "", []
-        v = self.add(f"sv{i}", cut_video(clip, t, crop), f"v{i}") if t.video else None
-        a = self.add(f"sa{i}", cut_audio(clip, t), f"a{i}") if t.audio else None
+        i, tag, outs, offset = clip.index, "", [], self.offsets.get(clip.index, 0.0)
+        v = self.add(f"sv{i}", cut_video(clip, t, offset, crop), f"v{i}") if t.video else None
+        a = self.add(f"sa{i}", cut_audio(clip, offset), f"a{i}") if t.audio else None
         if variant:
             v, clean_v = self.fork(v, "split", f"xv{i}", f"cv{i}")
             a, clean_a = self.fork(a, "asplit", f"xa{i}", f"ca{i}")
@@ -290,16 +300,22 @@ class Graph:
 
 
 def compile_plan(plan: MediaPlan, sample: Sample) -> Command:
-    """The ffmpeg command for a probed sample: a branch per clip from each kept stream, and its outputs."""
+    """The ffmpeg command for a probed sample: one source input per segment (the same bytes, seeked there), a
+    branch per clip from each kept stream of its segment's input, and the clips' outputs."""
     t = resolve(plan, sample.meta["probe"])
     clips = plan.clips(sample.key)
-    graph = Graph()
-    graph.split(t.video, "split", "sv", clips)
-    graph.split(t.audio, "asplit", "sa", clips)
+    segments = plan.layout.segments()
+    sources = [Input(sample.media, seek(s)) for s in segments] if segments else [Input(sample.media)]
+    graph = Graph(len(sources))
+    for k, segment in enumerate(segments or [Segment(0.0, 0.0, tuple(c.index for c in clips))]):
+        members = [clips[i] for i in segment.clips]
+        graph.offsets.update((i, segment.start) for i in segment.clips)
+        graph.split(t.video, "split", "sv", members, k)
+        graph.split(t.audio, "asplit", "sa", members, k)
     outs = [out for clip in clips
             for out in graph.clip(clip, plan.edits.get(clip.index, Edit()), plan.variant, t,
                                   plan.layout.crops.get(clip.index))]
-    return Command([Input(sample.media, seek(plan.layout.window())), *graph.inputs], ";\n".join(graph.lines), outs)
+    return Command([*sources, *graph.inputs], ";\n".join(graph.lines), outs)
 
 
 def _temp_base() -> str:
@@ -339,6 +355,23 @@ def _spill(stack: contextlib.ExitStack, folder: str, data: bytes) -> IO[bytes]:
     return f
 
 
+def _descriptors(stack: contextlib.ExitStack, folder: str, inputs: list[Input]) -> list[int]:
+    """One descriptor per input. Inputs holding the same bytes object (a source seeked to several segments)
+    share one spilled file, each through its own open of it (``/proc/self/fd/N``): an independent offset, so
+    ffmpeg's demuxers do not move each other's position."""
+    spilled: dict[int, int] = {}
+    fds = []
+    for inp in inputs:
+        first = spilled.get(id(inp.data))
+        if first is None:
+            fd = spilled[id(inp.data)] = _spill(stack, folder, inp.data).fileno()
+        else:
+            fd = os.open(f"/proc/self/fd/{first}", os.O_RDONLY | os.O_CLOEXEC)
+            stack.callback(os.close, fd)
+        fds.append(fd)
+    return fds
+
+
 def clean_error(stderr: bytes, folder: str = "") -> str:
     """The last lines of ffmpeg's stderr without paths or addresses, so identical errors group."""
     text = stderr.decode("utf-8", "replace")
@@ -360,7 +393,7 @@ def run_plan(plan: MediaPlan, sample: Sample) -> list[Sample]:
     command = compile_plan(plan, sample)
     exe = ffmpeg_exe()
     with _workdir() as folder, contextlib.ExitStack() as stack:
-        fds = [_spill(stack, folder, inp.data).fileno() for inp in command.inputs]
+        fds = _descriptors(stack, folder, command.inputs)
         with open(os.path.join(folder, GRAPH_FILE), "w") as f:
             f.write(command.graph)
         try:

@@ -16,6 +16,8 @@ from .errors import DownloadError
 from .media import TooLarge, open_media
 from .sample import CONTAINER_EXTS
 
+TAIL = 10.0  # seconds
+
 
 def _rate(value: Fraction | None) -> float | None:
     return round(float(value), 3) if value else None
@@ -38,10 +40,16 @@ def _stream_info(stream: av.stream.Stream) -> dict[str, Any]:
 def _scan(container: av.container.InputContainer, wanted: set[int]) -> tuple[dict[int, int], float]:
     """One pass over the packets: decode each wanted stream until it yields a frame (-> its display
     rotation), and find where the packets really end (seconds from the start). Reading packets is cheap
-    next to decoding, and it catches files cut short whose header still promises the full duration."""
+    next to decoding, and it catches files cut short whose header still promises the full duration. A long
+    source skips to its last ``TAIL`` seconds once every stream has a frame: the ends are all it needs there
+    (a file cut short has no packets there), and demuxing minutes of packets in Python costs ~1 s."""
     rotation: dict[int, int] = {}
     ends: dict[int, float] = {}
-    for packet in container.demux():
+    start = container.start_time / av.time_base if container.start_time else 0.0
+    tail = container.duration / av.time_base - TAIL if container.duration else 0.0
+    skipped = tail < TAIL
+    packets = container.demux()
+    for packet in packets:
         index = packet.stream.index
         if index not in wanted:
             continue
@@ -51,12 +59,15 @@ def _scan(container: av.container.InputContainer, wanted: set[int]) -> tuple[dic
             for frame in packet.decode():
                 rotation[index] = int(getattr(frame, "rotation", 0) or 0)
                 break
+        if not skipped and len(rotation) == len(wanted):
+            skipped = True
+            with contextlib.suppress(av.error.FFmpegError):  # unseekable: keep reading on
+                container.seek(int((start + tail) * av.time_base))
     for index in wanted - set(rotation):  # codecs with delay may only give their first frame on flush
         with contextlib.suppress(av.error.EOFError):
             for frame in container.streams[index].codec_context.decode(None):
                 rotation[index] = int(getattr(frame, "rotation", 0) or 0)
                 break
-    start = container.start_time / av.time_base if container.start_time else 0.0
     return rotation, max(ends.values(), default=0.0) - start
 
 
@@ -84,7 +95,8 @@ def probe(data: bytes, limits: Limits | None = None) -> dict[str, Any]:
     if not decoded:
         raise DownloadError(f"not decodable media: no audio or video stream yields a frame ({fmt})")
     if duration and end < 0.9 * duration - 0.1:
-        raise DownloadError(f"truncated media: data ends at {end:.2f} s of {duration:.2f} s declared")
+        raise DownloadError(f"truncated media: data ends before the {duration:.2f} s declared (last packet "
+                            f"read ends at {end:.2f} s)")
     video = [s for s in decoded if s["type"] == "video" and not s.get("attached_pic")]
     audio = [s for s in decoded if s["type"] == "audio"]
     if duration is None:

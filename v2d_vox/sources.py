@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from . import __version__
+from . import __version__, ytdlp
 from .config import Job
 from .errors import DownloadError
 from .probe import probe
@@ -27,12 +27,29 @@ def table_rows(job: Job, shard_id: int) -> list[Row]:
     return read_shard(job.output_folder, shard_id)
 
 
+def keeps_video(job: Job) -> bool:
+    """False when the chain drops video (``streams`` with ``video: false``): yt-dlp then fetches audio only."""
+    return not any(s.get("name") == "streams" and s.get("video") is False for s in job.subsamplers)
+
+
+def reader_for(job: Job, url: str) -> str:
+    """The reader a row's URL goes to: ``auto`` picks yt-dlp for sites it knows, plain HTTP/fsspec otherwise."""
+    if job.read_with == "auto":
+        return "yt-dlp" if ytdlp.knows(url) else "http"
+    return job.read_with
+
+
 def fetch_row(job: Job, row: Row) -> Sample:
-    """A table row -> a probed Sample holding the downloaded bytes."""
-    data = read(row["url"], job.reader)
+    """A table row -> a probed Sample holding the downloaded bytes (and yt-dlp's metadata when it read them)."""
+    url = job.url_template.format(url=row["url"]) if job.url_template else row["url"]
+    extra = {}
+    if reader_for(job, url) == "yt-dlp":
+        data, extra["yt_dlp"] = ytdlp.read(url, job.ytdlp, job.reader, keeps_video(job))
+    else:
+        data = read(url, job.reader)
     info = probe(data, job.limits)
     meta = {k: v for k, v in row.items() if v is not None}
-    meta["probe"] = info
+    meta.update(extra, probe=info)
     sample = Sample(row["key"], {info["ext"]: data}, meta)
     if row.get("caption"):
         sample.files[TXT] = str(row["caption"]).encode()

@@ -23,7 +23,7 @@ from subsamplers import build_chain
 from . import __version__
 from .checks import CleanTask, ScanTask
 from .config import Job, Limits
-from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError, SubsampleError
+from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError, SourceBlocked, SubsampleError
 from .ffmpeg import run_plan, sweep_stale
 from .layout import Layout
 from .plan import MediaPlan
@@ -94,6 +94,8 @@ class CurateTask:
             record["outputs"] = len(outputs)
         except SampleError as e:
             record["status"], record["error_message"] = e.status, str(e)
+        except SourceBlocked:  # the shard stops, not done: a rerun retries it
+            raise
         except Exception as e:  # a bug must cost one sample, not the shard
             record["status"] = FAILED_TO_SUBSAMPLE
             record["error_message"] = f"internal error: {type(e).__name__}: {str(e)[:200]}"

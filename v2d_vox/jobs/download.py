@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from subsamplers import build_chain
 
-from ..config import Job, ReaderConfig, load_config, make_limits
+from ..config import READ_WITH, Job, ReaderConfig, YtdlpConfig, load_config, make_limits
 from ..logger import format_summary
 from ..options import (
     Config,
@@ -60,6 +60,20 @@ def download(
     max_retry_after: Annotated[float, Help(
         "seconds of a server's Retry-After that are waited (within the deadline); a longer one fails the row")] = 60.0,
     limits: ResourceLimits = None,
+    reader: Annotated[str, Help(
+        "how each row is read: auto picks yt-dlp for URLs of sites yt-dlp knows (YouTube...) and plain HTTP "
+        "(or fsspec) for the rest", READ_WITH)] = "auto",
+    url_template: Annotated[str | None, Help(
+        "turns the url column into URLs, e.g. 'https://www.youtube.com/watch?v={url}' for a column of ids")] = None,
+    ytdlp_format: Annotated[str | None, Help(
+        "yt-dlp format selector (None: <= 360p H.264 mp4 + m4a audio; audio only when the config drops "
+        "video)")] = None,
+    cookie_file: Annotated[str | None, Help("a Netscape cookie file for yt-dlp")] = None,
+    proxy: Annotated[str | None, Help("a proxy URL for yt-dlp")] = None,
+    rate_limit: Annotated[int | None, Help("yt-dlp's download rate limit in bytes/s per thread")] = None,
+    sleep_requests: Annotated[float, Help("seconds yt-dlp sleeps between requests")] = 0.0,
+    max_blocked: Annotated[int, Help(
+        "HTTP 429/403 answers in a row from one host (with growing pauses) before yt-dlp shards stop")] = 5,
     incremental_mode: IncrementalMode = "incremental",
     max_shard_retry: MaxShardRetry = 1,
     distributor: Distributor = "multiprocessing",
@@ -77,7 +91,10 @@ def download(
               thread_count=thread_count, limits=make_limits(limits),
               reader=ReaderConfig(connect_timeout=connect_timeout, timeout=timeout, retries=retries,
                                   max_size_mb=max_size_mb, user_agent=user_agent, schemes=schemes,
-                                  cross_host_redirects=cross_host_redirects, max_retry_after=max_retry_after))
+                                  cross_host_redirects=cross_host_redirects, max_retry_after=max_retry_after),
+              read_with=reader, url_template=url_template,
+              ytdlp=YtdlpConfig(format=ytdlp_format, cookie_file=cookie_file, proxy=proxy, rate_limit=rate_limit,
+                                sleep=sleep_requests, retries=retries, max_blocked=max_blocked))
     prepare(output_folder, incremental_mode, distributor, distributor_args, processes_count)
     spec = TableSpec(input_format, url_col, caption_col, clip_col, save_additional_columns, samples_per_shard)
     n_shards, rows = shard_tables(url_list, output_folder, spec)

@@ -1,0 +1,133 @@
+"""Read a row through yt-dlp's Python API (``yt_dlp.YoutubeDL``, never a shell): video sites, pages that
+embed a ``<video>``/``og:video``, and direct media through its generic extractor.
+
+yt-dlp downloads into a private temp dir that is removed whatever happens; the bytes and its metadata come
+back. Its own message (private, removed, unavailable, HTTP 429...) ends the row as ``failed_to_download``.
+A host that answers 429/403 to several rows in a row is slowed down (exponential back-off before each next
+request to it) and then the shard stops with ``SourceBlocked``: the shard stays not-done, so a rerun retries
+it later instead of the job burning the rest of the table against a block."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+import time
+from functools import cache
+from typing import Any
+from urllib.parse import urlparse
+
+from .config import ReaderConfig, YtdlpConfig
+from .errors import DownloadError, SourceBlocked
+from .ffmpeg import ffmpeg_exe
+
+# at most 360p, H.264 in mp4 with m4a audio when the site has them; else the best up to 360p; else the best
+VIDEO_FORMAT = ("bv*[height<=?360][vcodec^=avc1][ext=mp4]+ba[ext=m4a]/b[height<=?360][vcodec^=avc1][ext=mp4]"
+                "/bv*[height<=?360]+ba/b[height<=?360]/b")
+AUDIO_FORMAT = "ba[ext=m4a]/ba/b"
+METADATA = ("id", "title", "uploader", "uploader_id", "channel_id", "upload_date", "duration", "extractor",
+            "webpage_url", "format_id")
+_BLOCKED = re.compile(r"HTTP Error (429|403)")
+
+
+@cache
+def _site_extractors() -> tuple[Any, ...]:
+    from yt_dlp.extractor import gen_extractor_classes
+
+    return tuple(ie for ie in gen_extractor_classes() if ie.ie_key() != "Generic")
+
+
+def knows(url: str) -> bool:
+    """Whether a site extractor of yt-dlp claims ``url`` (a YouTube watch page does; a file URL does not)."""
+    return urlparse(url).scheme in ("http", "https") and any(ie.suitable(url) for ie in _site_extractors())
+
+
+class _Hosts:
+    """Consecutive 429/403 answers per host, shared by the threads of one process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.blocked: dict[str, int] = {}
+
+    def wait(self, host: str, cfg: YtdlpConfig) -> None:
+        with self.lock:
+            n = self.blocked.get(host, 0)
+        if n >= cfg.max_blocked:
+            raise SourceBlocked(f"{host} refused {n} requests in a row (HTTP 429/403): stopping; rerun later, "
+                                "or pass a cookie file, a proxy or a lower rate")
+        if n:
+            time.sleep(cfg.backoff * 2 ** (n - 1))
+
+    def answer(self, host: str, blocked: bool) -> None:
+        with self.lock:
+            self.blocked[host] = self.blocked.get(host, 0) + 1 if blocked else 0
+
+
+HOSTS = _Hosts()
+
+
+class _Quiet:
+    """yt-dlp's logger: nothing printed (its errors come back as exceptions, kept in the row)."""
+
+    def debug(self, msg: str) -> None:
+        pass
+
+    info = warning = error = debug
+
+
+def options(cfg: YtdlpConfig, reader: ReaderConfig, folder: str, video: bool) -> dict[str, Any]:
+    """The YoutubeDL parameters for one download into ``folder``."""
+    opts: dict[str, Any] = {
+        "format": cfg.format or (VIDEO_FORMAT if video else AUDIO_FORMAT),
+        "outtmpl": {"default": os.path.join(folder, "media.%(ext)s")},
+        "paths": {"home": folder, "temp": folder},
+        "merge_output_format": "mp4", "ffmpeg_location": ffmpeg_exe(),
+        "noplaylist": True, "playlist_items": "1", "quiet": True, "no_warnings": True, "noprogress": True,
+        "logger": _Quiet(), "cachedir": False, "overwrites": True, "color": "never",
+        "retries": cfg.retries, "fragment_retries": cfg.retries, "extractor_retries": cfg.retries,
+        "socket_timeout": reader.timeout, "max_filesize": int(reader.max_size_mb * 2**20),
+        "http_headers": {"User-Agent": reader.user_agent},
+    }
+    if cfg.cookie_file:
+        opts["cookiefile"] = cfg.cookie_file
+    if cfg.proxy:
+        opts["proxy"] = cfg.proxy
+    if cfg.rate_limit:
+        opts["ratelimit"] = cfg.rate_limit
+    if cfg.sleep:
+        opts["sleep_interval_requests"] = opts["sleep_interval"] = cfg.sleep
+    return opts
+
+
+def read(url: str, cfg: YtdlpConfig, reader: ReaderConfig, video: bool = True) -> tuple[bytes, dict[str, Any]]:
+    """The media of ``url`` as yt-dlp downloads it, and its metadata (``METADATA`` fields + yt-dlp's
+    version) for the sample's json. Fails with yt-dlp's message as a DownloadError."""
+    import yt_dlp
+
+    host = urlparse(url).hostname or url
+    HOSTS.wait(host, cfg)
+    with tempfile.TemporaryDirectory(prefix="v2d_vox_ytdlp_") as folder:
+        try:
+            with yt_dlp.YoutubeDL(options(cfg, reader, folder, video)) as ydl:
+                info = ydl.sanitize_info(ydl.extract_info(url, download=True))
+        except yt_dlp.utils.YoutubeDLError as e:
+            message = _clean(str(e), folder).replace(url, "<url>")
+            HOSTS.answer(host, bool(_BLOCKED.search(message)))
+            raise DownloadError(f"yt-dlp: {message}") from None
+        HOSTS.answer(host, False)
+        files = [f for f in os.listdir(folder) if f.startswith("media.") and not f.endswith((".part", ".ytdl"))]
+        if len(files) != 1:
+            raise DownloadError(f"yt-dlp wrote {len(files)} media files, expected 1")
+        with open(os.path.join(folder, files[0]), "rb") as f:
+            data = f.read()
+    meta = {k: info[k] for k in METADATA if info.get(k) is not None}
+    meta["version"] = yt_dlp.version.__version__
+    return data, meta
+
+
+def _clean(message: str, folder: str) -> str:
+    """yt-dlp's message without its ``ERROR:`` prefix, colour codes or temp paths, on one short line."""
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message).replace(folder + os.sep, "").replace(folder, "")
+    message = re.sub(r"^ERROR:\s*", "", message.strip())
+    return " ".join(message.split())[:240] or "no message"
