@@ -46,6 +46,7 @@ class Job:
     input_shards: list[str] = field(default_factory=list)  # for source == "shards"
     task: str = "curate"  # curate: run the subsamplers; scan: check samples; clean: copy the good ones
     options: dict[str, Any] = field(default_factory=dict)  # the task's own: scan's checks, clean's report
+    retry: list[str] = field(default_factory=list)  # statuses whose rows ``retry`` fetches again; [] otherwise
 
     def __post_init__(self):
         if isinstance(self.reader, dict):

@@ -16,6 +16,7 @@ from .sample import JSON, TXT, Sample, check_key
 from .sharding import read_shard
 from .shards import shard_ids
 from .tars import Members, read_tar
+from .timing import stage
 
 Row = dict[str, Any]
 PROVENANCE = "reprocess"
@@ -27,8 +28,10 @@ def table_rows(job: Job, shard_id: int) -> list[Row]:
 
 def fetch_row(job: Job, row: Row) -> Sample:
     """A table row -> a probed Sample holding the downloaded bytes."""
-    data = read(row["url"], job.reader)
-    info = probe(data)
+    with stage("read"):
+        data = read(row["url"], job.reader)
+    with stage("probe"):
+        info = probe(data)
     meta = {k: v for k, v in row.items() if v is not None}
     meta["probe"] = info
     sample = Sample(row["key"], {info["ext"]: data}, meta)
@@ -63,7 +66,8 @@ def fetch_sample(job: Job, row: TarRow) -> Sample:
     sample = Sample(row["key"], files, meta if isinstance(meta, dict) else {JSON: meta})
     if sample.media_ext is None:
         raise DownloadError(f"no media member (has {', '.join(sorted(files)) or 'nothing'})")
-    sample.meta["probe"] = probe(sample.media)
+    with stage("probe"):
+        sample.meta["probe"] = probe(sample.media)
     step = {"source_shard": row["source_shard"], "subsamplers": job.subsamplers, "version": __version__}
     sample.meta[PROVENANCE] = [*sample.meta.get(PROVENANCE, []), step]
     return sample
