@@ -97,3 +97,9 @@ def load_config(config: str | dict | None) -> dict[str, Any]:
 
 def presets() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def preset_descriptions() -> dict[str, str]:
+    """Preset name -> the ``description`` in its YAML."""
+    return {name: " ".join(str((yaml.safe_load((PRESETS / f"{name}.yaml").read_text()) or {}).get(
+        "description", "")).split()) for name in presets()}

@@ -54,6 +54,8 @@ class JobLogger:
             return
         counts = {k: v for k, v in stats.items()
                   if type(v) in (int, float) and not k.endswith("_time") and k != "shard_id"}
+        for name in ("seconds", "media_seconds"):  # busy seconds per stage; media seconds in and out
+            counts.update({f"{name}/{k}": v for k, v in (stats.get(name) or {}).items()})
         rate = stats["count"] / stats["duration"] if stats.get("duration") else None
         self.run.log({"shard/id": shard_id, **{f"shard/{k}": v for k, v in counts.items()},
                       "shard/samples_per_s": rate})

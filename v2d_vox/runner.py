@@ -1,6 +1,6 @@
 """The one run loop. ``download``, ``reprocess`` and ``scan`` are jobs over shards; this module owns
 what they share: argument checks, the done-check (``NNNNN_stats.json`` exists), attempts, progress, and
-the job's totals (``_job_summary.json``, `v2d_vox.stats`) written at the end of every run.
+the job's totals (``_job_summary.json``, `v2d_vox.totals`) written at the end of every run.
 A distributor only runs the shard ids it is given, once each, and says how each ended."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .config import INCREMENTAL_MODES, Job
 from .errors import ConfigError, V2DError
 from .layout import JOB, Layout, shard_name
 from .logger import JobLogger, Progress
-from .stats import job_stats
+from .totals import job_stats
 
 
 def guard_spawn() -> None:

@@ -28,7 +28,7 @@ from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError
 from .ffmpeg import run_plan
 from .layout import Layout
 from .plan import MediaPlan
-from .retry import KeptRow, merge_rows
+from .redo import KeptRow, merge_rows
 from .sample import Sample, audio_member, video_member
 from .sources import SOURCES, Row
 from .subsampler import Chain
@@ -98,7 +98,9 @@ def _flat_probe(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_NO_PROBE = dict.fromkeys(_flat_probe({"format": None, "duration": None, "has_video": None, "has_audio": None}))
+# Every record has every key from the start: the parquet's columns are inferred from the first record.
+_NO_PROBE = dict.fromkeys([*_flat_probe({"format": None, "duration": None, "has_video": None, "has_audio": None}),
+                           "bytes_downloaded", "video_seconds_out", "audio_seconds_out"])
 
 
 class CurateTask:
