@@ -16,7 +16,6 @@ import io
 import json
 import time
 import wave
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,7 +30,7 @@ from .layout import JOB, Layout, metadata_name, shard_name
 from .melspec import MelSpec
 from .sample import MEL, TXT, audio_member, video_member
 from .tars import read_tar
-from .totals import aggregate, folder_stats, read_shard_stats
+from .totals import folder_stats, read_shard_stats
 
 COLUMNS = ("status", "duration", "width", "height", "fps", "sample_rate")
 SECTIONS = ("summary", "shards", "errors", "distributions", "samples", "config")
@@ -112,18 +111,24 @@ def _histograms(table: pa.Table) -> str:
     """Durations, frame rates, sample rates (histograms) and the most common resolutions (bars)."""
     fig = Figure(figsize=(12, 6))
     axes = fig.subplots(2, 2)
+    def values(column: str) -> np.ndarray:
+        return table.column(column).to_numpy(zero_copy_only=False).astype(float)  # nulls -> nan
+
     for ax, (column, label) in zip(axes.flat, (("duration", "duration (s)"), ("fps", "frame rate (fps)"),
                                                ("sample_rate", "sample rate (Hz)"))):
-        values = np.array([v for v in table.column(column).to_pylist() if v is not None], dtype=float)
-        if values.size:
-            ax.hist(values, bins=min(40, max(1, len(np.unique(values)))), color="#1565c0")
+        probed = values(column)
+        probed = probed[np.isfinite(probed)]
+        if probed.size:
+            ax.hist(probed, bins=min(40, len(np.unique(probed))), color="#1565c0")
         ax.set_xlabel(label)
         ax.set_ylabel("sources")
-        ax.set_title(f"{label}: {values.size} probed", fontsize=9)
-    sizes = Counter(f"{int(w)}x{int(h)}" for w, h in zip(table.column("width").to_pylist(),
-                                                          table.column("height").to_pylist()) if w and h)
+        ax.set_title(f"{label}: {probed.size} probed", fontsize=9)
+    width, height = values("width"), values("height")
+    known = np.isfinite(width) & np.isfinite(height) & (width > 0) & (height > 0)
+    pairs, counts = np.unique(np.stack([width[known], height[known]], 1).astype(int), axis=0, return_counts=True)
+    sizes = {f"{w}x{h}": int(n) for (w, h), n in zip(pairs, counts)}
+    top = sorted(sizes.items(), key=lambda kv: -kv[1])[:12]
     ax = axes.flat[3]
-    top = sizes.most_common(12)
     ax.barh([s for s, _ in top], [n for _, n in top], color="#6a1b9a")
     ax.invert_yaxis()
     ax.set_xlabel("sources")
@@ -262,7 +267,7 @@ def build(folder: str, shards_sampled: int = 6, samples_per_shard: int = 2) -> t
     """The report's HTML and what it shows (counts), for the output folder ``folder``."""
     layout = Layout(folder)
     per_shard = read_shard_stats(layout)
-    totals = folder_stats(folder) if per_shard else aggregate({})
+    totals = folder_stats(folder, per_shard)
     ids = sorted(per_shard)
     probed = read_columns(layout, ids)
     job = layout.read_json(JOB) if layout.exists(JOB) else None

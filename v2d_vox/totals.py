@@ -100,11 +100,11 @@ def job_stats(layout: Layout, per_shard: dict[int, dict[str, Any]], shard_ids: l
     return stats
 
 
-def folder_stats(folder: str) -> dict[str, Any]:
-    """Totals of any output folder (ours or video2dataset's), fresh from its shard stats; the job's
-    shard count and run history come from ``_job_summary.json`` when there is one."""
+def folder_stats(folder: str, per_shard: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Totals of any output folder (ours or video2dataset's), fresh from its shard stats (``per_shard`` when
+    the caller has read them); the failed shards and run history come from ``_job_summary.json``."""
     layout = Layout(folder)
-    per_shard = read_shard_stats(layout)
+    per_shard = read_shard_stats(layout) if per_shard is None else per_shard
     saved = layout.read_json(JOB_SUMMARY) if layout.exists(JOB_SUMMARY) else {}
     ids = sorted(set(per_shard) | set(saved.get("shards_failed", [])))
     stats = aggregate(per_shard, ids)
