@@ -106,11 +106,11 @@ class Progress:
             self._line()
 
     def write(self, message: str) -> None:
-        """A message that does not break the bars."""
+        """A message on stdout (with the summary) that does not break the bars."""
         if self.tty:
-            self.bar.write(message, file=self.stream)
+            tqdm.write(message, file=sys.stdout)
         else:
-            print(message, file=self.stream, flush=True)
+            print(message, flush=True)
 
     def _line(self) -> None:
         self.last = time.monotonic()
