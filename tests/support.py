@@ -358,3 +358,35 @@ def serve(*roots: str | Path, stall_seconds: float = 8.0) -> Iterator[MediaServe
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---------------------------------------------------------------- wandb run files
+
+
+def read_wandb_records(path: Path) -> list[Any]:
+    """The protobuf records of an offline wandb run file (``run-ID.wandb``), read back without a server.
+
+    The file is a 7-byte header (``:W&B``, magic, version) and then LevelDB-log blocks of 32 KiB: each chunk
+    has a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last); a block's tail shorter than
+    a header is padding."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = Path(path).read_bytes(), 32768
+    assert data[:4] == b":W&B", "not a wandb run file"
+    pos, pending, records = 7, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if left < 7 or (length == 0 and kind == 0):
+            pos += left
+            continue
+        pending += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records

@@ -19,7 +19,7 @@ from support import DATA
 import v2d_vox
 
 REPO = Path(__file__).resolve().parent.parent
-TIMING = ("start_time", "end_time", "duration")
+TIMING = ("start_time", "end_time", "duration", "seconds")  # seconds: busy time per stage
 # shards of 3: shard 0 holds the Crash target (misc_crow), shard 1 the Sleep target (imageio__realshort)
 FILES = ["fsdd__3_george_7.wav", "deb-sonic-pi-samples__misc_crow.flac", "lhotse__common_voice_en_651325.mp3",
          "imageio__realshort.mp4", "pyscenedetect__delayed_start.mp4", "fsdd__8_jackson_21.wav",

@@ -1,6 +1,7 @@
 """v2d_vox: curate audio+video datasets into webdataset shards and stream them to training.
 
-Importing the package is light: the entry points (``download``, ``reprocess``, ``scan``, ``recipe``) and the
+Importing the package is light: the entry points (``download``, ``reprocess``, ``scan``, ``recipe``,
+``retry``, ``stats``, ``report``, ``presets``) and the
 ``loader`` (torch) load on first use, so ``subsamplers`` and ``distributors`` can import the core
 modules without pulling in the engine that imports them back."""
 
@@ -11,8 +12,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"download": ".api", "reprocess": ".api", "scan": ".api", "recipe": ".api"}
-__all__ = ["download", "recipe", "reprocess", "scan", "loader", "__version__"]
+_LAZY = {name: ".api" for name in ("download", "reprocess", "scan", "recipe", "retry", "stats", "report",
+                                    "presets")}
+__all__ = [*_LAZY, "loader", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ from . import __version__, api
 from .errors import V2DError
 from .options import ARGS_HEADER, help_of
 
-COMMANDS = ("download", "reprocess", "scan", "recipe")
+COMMANDS = ("download", "reprocess", "scan", "recipe", "retry", "stats", "report", "presets")
 NULLS = ("none", "null")
 
 

@@ -108,6 +108,7 @@ class Job:
     task: str = "curate"  # curate: run the subsamplers; scan: check samples; clean: copy the good ones
     options: dict[str, Any] = field(default_factory=dict)  # the task's own: scan's checks, clean's report
     limits: Limits = field(default_factory=Limits)
+    retry: list[str] = field(default_factory=list)  # statuses whose rows ``retry`` fetches again; [] otherwise
 
     def __post_init__(self):
         if isinstance(self.reader, dict):
@@ -183,3 +184,9 @@ def load_config(config: str | dict | None) -> dict[str, Any]:
 
 def presets() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def preset_descriptions() -> dict[str, str]:
+    """Preset name -> the ``description`` in its YAML."""
+    return {name: " ".join(str((yaml.safe_load((PRESETS / f"{name}.yaml").read_text()) or {}).get(
+        "description", "")).split()) for name in presets()}

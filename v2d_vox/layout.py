@@ -8,6 +8,9 @@
       NNNNN_stats.json                            written last: its presence is what makes the shard done
       _inputs/NNNNN.arrow, _inputs/_done.json     the input shards and their signature (download)
       _job.json                                   the job, so any worker rebuilds it and a rerun resumes
+      _job_summary.json                           the job's totals over every done shard, rewritten by each run
+                                                  (not ``*_stats.json``: scripts that glob shard stats skip it)
+      _retry/NNNNN.tar, _retry/NNNNN.parquet      a shard's outputs before ``retry`` rewrites it (kept until done)
       _tmp/                                       files being written, renamed into place when complete
 
 Every file is written under ``_tmp/`` and renamed into place, so a killed job never leaves a file that
@@ -24,6 +27,8 @@ import fsspec
 INPUTS = "_inputs"
 TMP = "_tmp"
 JOB = "_job.json"
+JOB_SUMMARY = "_job_summary.json"
+RETRY = "_retry"
 _OURS = re.compile(r"^\d{5}(\.tar|\.parquet|_media\.parquet|_stats\.json)?$")
 _STATS = re.compile(r"^(\d{5})_stats\.json$")
 
@@ -98,7 +103,7 @@ class Layout:
             return
         for path in self.fs.ls(self.root, detail=False):
             name = path.rstrip("/").rsplit("/", 1)[-1]
-            if _OURS.match(name) or name in (INPUTS, TMP, JOB):
+            if _OURS.match(name) or name in (INPUTS, TMP, JOB, JOB_SUMMARY, RETRY):
                 self.fs.rm(path, recursive=True)
 
     def tidy(self) -> None:

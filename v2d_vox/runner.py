@@ -1,5 +1,6 @@
 """The one run loop. ``download``, ``reprocess`` and ``scan`` are jobs over shards; this module owns
-what they share: argument checks, the done-check (``NNNNN_stats.json`` exists), attempts and progress.
+what they share: argument checks, the done-check (``NNNNN_stats.json`` exists), attempts, progress, and
+the job's totals (``_job_summary.json``, `v2d_vox.totals`) written at the end of every run.
 A distributor only runs the shard ids it is given, once each, and says how each ended."""
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ import multiprocessing as mp
 import signal
 import sys
 import threading
+import time
 from typing import Any
-
-from tqdm import tqdm
 
 import distributors
 
@@ -19,7 +19,8 @@ from .config import INCREMENTAL_MODES, Job
 from .errors import ConfigError, V2DError
 from .ffmpeg import sweep_stale
 from .layout import JOB, Layout, shard_name
-from .logger import JobLogger, format_summary
+from .logger import JobLogger, Progress, format_summary
+from .totals import job_stats
 
 
 def guard_spawn() -> None:
@@ -58,22 +59,6 @@ def _check_job_file(layout: Layout, job: Job) -> None:
     layout.write_json(JOB, job.to_dict())
 
 
-class _Bars:
-    """Shards (and, where the distributor reports them, samples) done so far."""
-
-    def __init__(self, total: int, done: int, samples: int | None, show_samples: bool, enabled: bool):
-        self.shards = tqdm(total=total, initial=done, desc="shards", unit="shard", disable=not enabled)
-        self.samples = tqdm(total=samples, desc="samples", unit="sample", position=1,
-                            disable=not (enabled and show_samples))
-
-    def sample(self) -> None:
-        self.samples.update(1)
-
-    def close(self) -> None:
-        self.samples.close()
-        self.shards.close()
-
-
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -98,7 +83,8 @@ def _interrupted(layout: Layout, todo: list[int], summary: dict[str, Any]) -> No
             layout.clear_stale(sid)
     sweep_stale()
     layout.tidy()
-    print(format_summary(summary), file=sys.stderr)
+    if "status" in summary:
+        print(format_summary(summary), file=sys.stderr)
     print(f"interrupted: {summary['shards_done']} of {summary['shards_total']} shards done in {layout.folder}; "
           "run the same command again to resume (done shards are skipped)", file=sys.stderr, flush=True)
 
@@ -107,7 +93,8 @@ def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessi
             distributor_args: dict[str, Any] | None = None, processes_count: int | None = None,
             max_shard_retry: int = 1, enable_wandb: bool = False, wandb_project: str = "v2d_vox",
             progress: bool = True, total_samples: int | None = None) -> dict[str, Any]:
-    """Run every shard not done yet, retrying failed ones ``max_shard_retry`` times; return the summary."""
+    """Run every shard not done yet, retrying failed ones ``max_shard_retry`` times; write the job's totals
+    (``_job_summary.json``, over every done shard of ``shard_ids``) and return them with this run's numbers."""
     if max_shard_retry < 0:
         raise ConfigError(f"max_shard_retry must be >= 0, got {max_shard_retry}")
     dist = distributors.get(distributor)
@@ -119,7 +106,8 @@ def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessi
     done_before = sorted(layout.done() & set(shard_ids))
     todo = [s for s in shard_ids if s not in set(done_before)]
     logger = JobLogger(job, distributor, enable_wandb, wandb_project)
-    bars = _Bars(len(shard_ids), len(done_before), total_samples, dist.REPORTS_SAMPLES, progress)
+    bars = Progress(len(shard_ids), len(done_before), total_samples, dist.REPORTS_SAMPLES, progress)
+    started = time.time()
     try:
         with _sigterm_as_interrupt():
             for attempt in range(1, max_shard_retry + 2):
@@ -130,17 +118,36 @@ def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessi
                     for sid, error in results:
                         if layout.is_done(sid):  # done iff its stats exist, whatever the distributor said
                             logger.shard_done(sid, layout.read_stats(sid))
-                            bars.shards.update(1)
+                            bars.shard()
                         else:
                             failed.append(sid)
-                            tqdm.write(f"shard {shard_name(sid)} failed (attempt {attempt}/{max_shard_retry + 1}): "
+                            bars.write(f"shard {shard_name(sid)} failed (attempt {attempt}/{max_shard_retry + 1}): "
                                        f"{error or 'no stats written'}")
                 todo = sorted(failed)
     except KeyboardInterrupt:  # the distributor was closed on the way out: its workers are gone
         bars.close()
-        _interrupted(layout, todo, logger.summary(shard_ids, done_before))
+        _interrupted(layout, todo, _finish(job, layout, shard_ids, done_before, distributor, started, logger))
         raise
     finally:
         bars.close()
     layout.tidy()
-    return logger.summary(shard_ids, done_before)
+    return _finish(job, layout, shard_ids, done_before, distributor, started, logger)
+
+
+def _finish(job: Job, layout: Layout, shard_ids: list[int], done_before: list[int], distributor: str,
+            started: float, logger: JobLogger) -> dict[str, Any]:
+    """Write the job's totals over every done shard (also after an interrupt) and return them with this
+    run's numbers."""
+    wall = time.time() - started
+    done = layout.done()
+    per_shard = {sid: layout.read_stats(sid) for sid in shard_ids if sid in done}
+    ran = [sid for sid in per_shard if sid not in set(done_before)]
+    samples = sum(per_shard[sid]["count"] for sid in ran)
+    run = {"started": started, "wall_seconds": round(wall, 2), "shards_run": len(ran), "samples": samples,
+           "samples_per_s": round(samples / wall, 2) if wall > 0 else None, "distributor": distributor,
+           "task": job.task, "retry": job.retry}
+    summary = job_stats(layout, per_shard, shard_ids, run)
+    summary.update(shards_skipped=len(done_before), wall_seconds=run["wall_seconds"],
+                   samples_per_s=run["samples_per_s"])
+    logger.finish(summary)
+    return summary

@@ -18,6 +18,7 @@ from .sample import JSON, TXT, Sample, check_key
 from .sharding import read_shard
 from .shards import shard_ids
 from .tars import Members, TarTooLarge, read_tar
+from .timing import stage
 
 Row = dict[str, Any]
 PROVENANCE = "reprocess"
@@ -43,11 +44,13 @@ def fetch_row(job: Job, row: Row) -> Sample:
     """A table row -> a probed Sample holding the downloaded bytes (and yt-dlp's metadata when it read them)."""
     url = job.url_template.format(url=row["url"]) if job.url_template else row["url"]
     extra = {}
-    if reader_for(job, url) == "yt-dlp":
-        data, extra["yt_dlp"] = ytdlp.read(url, job.ytdlp, job.reader, keeps_video(job))
-    else:
-        data = read(url, job.reader)
-    info = probe(data, job.limits)
+    with stage("read"):
+        if reader_for(job, url) == "yt-dlp":
+            data, extra["yt_dlp"] = ytdlp.read(url, job.ytdlp, job.reader, keeps_video(job))
+        else:
+            data = read(url, job.reader)
+    with stage("probe"):
+        info = probe(data, job.limits)
     meta = {k: v for k, v in row.items() if v is not None}
     meta.update(extra, probe=info)
     sample = Sample(row["key"], {info["ext"]: data}, meta)
@@ -96,7 +99,8 @@ def fetch_sample(job: Job, row: TarRow) -> Sample:
     sample = Sample(row["key"], files, meta if isinstance(meta, dict) else {JSON: meta})
     if sample.media_ext is None:
         raise DownloadError(f"no media member (has {', '.join(sorted(files)) or 'nothing'})")
-    sample.meta["probe"] = probe(sample.media, job.limits)
+    with stage("probe"):
+        sample.meta["probe"] = probe(sample.media, job.limits)
     step = {"source_shard": row["source_shard"], "subsamplers": job.subsamplers, "version": __version__}
     sample.meta[PROVENANCE] = [*sample.meta.get(PROVENANCE, []), step]
     return sample

@@ -8,6 +8,7 @@ and ``NNNNN_stats.json`` is written last: its presence is what makes the shard d
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import time
 import traceback
@@ -27,9 +28,11 @@ from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError, SourceB
 from .ffmpeg import run_plan, sweep_stale
 from .layout import Layout
 from .plan import MediaPlan
-from .sample import Sample
+from .redo import KeptRow, merge_rows
+from .sample import Sample, audio_member, video_member
 from .sources import SOURCES, Row
 from .subsampler import Chain
+from .timing import collecting, stage
 from .writers import WRITERS, write_metadata, write_stats
 
 
@@ -41,10 +44,11 @@ class Task(Protocol):
     def stats(self, records: list[Row]) -> dict[str, Any]: ...
 
 
-def run_chain(chain: Chain, sample: Sample, limits: Limits | None = None) -> list[Sample]:
-    """Filters, then the one fused media pass, then array steps on every output."""
-    for step in chain.stage("meta"):
-        step.check(sample)
+def plan_media(chain: Chain, sample: Sample, limits: Limits | None = None) -> MediaPlan:
+    """Filters (raise `Filtered`), then the media steps fill in the plan of the one ffmpeg pass."""
+    with stage("filter"):
+        for step in chain.stage("meta"):
+            step.check(sample)
     plan = MediaPlan()
     for step in chain.stage("media"):
         step.plan(plan, sample)
@@ -52,11 +56,39 @@ def run_chain(chain: Chain, sample: Sample, limits: Limits | None = None) -> lis
     max_clips = (limits or Limits()).max_clips_per_source
     if len(plan.layout.spans or ()) > max_clips:  # each clip is a branch (and its memory) in one ffmpeg
         raise SubsampleError(f"over limit: {len(plan.layout.spans)} clips, over max_clips_per_source={max_clips}")
-    outputs = [sample] if plan.is_identity else run_plan(plan, sample)
-    for out in outputs:
-        for step in chain.stage("array"):
-            step.apply(out)
+    return plan
+
+
+def apply_plan(chain: Chain, plan: MediaPlan, sample: Sample) -> list[Sample]:
+    """The one fused media pass (none for an identity plan), then array steps on every output."""
+    with stage("ffmpeg"):
+        outputs = [sample] if plan.is_identity else run_plan(plan, sample)
+    with stage("array"):
+        for out in outputs:
+            for step in chain.stage("array"):
+                step.apply(out)
     return outputs
+
+
+def run_chain(chain: Chain, sample: Sample, limits: Limits | None = None) -> list[Sample]:
+    """Filters, then the one fused media pass, then array steps on every output."""
+    return apply_plan(chain, plan_media(chain, sample, limits), sample)
+
+
+def _seconds_out(plan: MediaPlan, sample: Sample, outputs: list[Sample]) -> dict[str, float]:
+    """Seconds of video and of audio in the outputs: each clip's span (else the source's duration), counted
+    for the streams the plan keeps and the output still holds media for."""
+    info = sample.meta["probe"]
+    video, audio = plan.streams(info)
+    out = {"video_seconds_out": 0.0, "audio_seconds_out": 0.0}
+    for o in outputs:
+        span = o.meta.get("span") if o.meta else None
+        seconds = (span[1] - span[0]) if span else (info.get("duration") or 0.0)
+        if video and video_member(o.files):
+            out["video_seconds_out"] += seconds
+        if audio and audio_member(o.files):
+            out["audio_seconds_out"] += seconds
+    return {k: round(v, 3) for k, v in out.items()}
 
 
 def _flat_probe(info: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +101,9 @@ def _flat_probe(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_NO_PROBE = dict.fromkeys(_flat_probe({"format": None, "duration": None, "has_video": None, "has_audio": None}))
+# Every record has every key from the start: the parquet's columns are inferred from the first record.
+_NO_PROBE = dict.fromkeys([*_flat_probe({"format": None, "duration": None, "has_video": None, "has_audio": None}),
+                           "bytes_downloaded", "video_seconds_out", "audio_seconds_out"])
 
 
 class CurateTask:
@@ -82,6 +116,8 @@ class CurateTask:
 
     def __call__(self, row: Row) -> tuple[Row, list[Sample]]:
         """-> (metadata record, output samples). Never raises: failures become a status and a message."""
+        if isinstance(row, KeptRow):  # retry: a row whose earlier outcome stays
+            return row.record, row.samples
         record: Row = {"key": row["key"], "status": SUCCESS, "error_message": None, "outputs": 0,
                        **{k: v for k, v in row.items() if k != "key"}, **_NO_PROBE}
         outputs: list[Sample] = []
@@ -90,8 +126,10 @@ class CurateTask:
             record["bytes_downloaded"] = len(sample.media)
             if "probe" in sample.meta:
                 record.update(_flat_probe(sample.meta["probe"]))
-            outputs = run_chain(self.chain, sample, self.job.limits)
+            plan = plan_media(self.chain, sample, self.job.limits)
+            outputs = apply_plan(self.chain, plan, sample)
             record["outputs"] = len(outputs)
+            record.update(_seconds_out(plan, sample, outputs))
         except SampleError as e:
             record["status"], record["error_message"] = e.status, str(e)
         except SourceBlocked:  # the shard stops, not done: a rerun retries it
@@ -107,7 +145,17 @@ class CurateTask:
         status_dict = Counter(r["error_message"] or SUCCESS for r in records)
         return {"successes": by_status[SUCCESS], **{s: by_status[s] for s in STATUSES if s != SUCCESS},
                 "bytes_downloaded": sum(r.get("bytes_downloaded") or 0 for r in records),
+                "media_seconds": media_seconds(records),
                 "status_dict": dict(sorted(status_dict.items())), "subsamplers": self.job.subsamplers}
+
+
+def media_seconds(records: list[Row]) -> dict[str, float]:
+    """Seconds of video and audio probed in the sources and written in the outputs, from the records."""
+    def total(field: str, has: str | None = None) -> float:
+        return round(sum(r.get(field) or 0.0 for r in records if has is None or r.get(has)), 3)
+
+    return {"video_in": total("duration", "has_video"), "audio_in": total("duration", "has_audio"),
+            "video_out": total("video_seconds_out"), "audio_out": total("audio_seconds_out")}
 
 
 TASKS: dict[str, Callable[[Job], Task]] = {"curate": CurateTask, "scan": ScanTask, "clean": CleanTask}
@@ -116,10 +164,14 @@ TASKS: dict[str, Callable[[Job], Task]] = {"curate": CurateTask, "scan": ScanTas
 def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
     """pool.map that keeps at most `window` items in flight (bounded memory) and yields in order."""
     it = iter(items)
-    pending = deque(pool.submit(fn, x) for x in itertools.islice(it, window))
+
+    def submit(x: Any) -> Any:  # each item in a copy of this context, so `timing.stage` reaches the shard's totals
+        return pool.submit(contextvars.copy_context().run, fn, x)
+
+    pending = deque(submit(x) for x in itertools.islice(it, window))
     while pending:
         yield pending.popleft().result()
-        pending.extend(pool.submit(fn, x) for x in itertools.islice(it, 1))
+        pending.extend(submit(x) for x in itertools.islice(it, 1))
 
 
 def process_shard(job: Job, shard_id: int, on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -128,28 +180,32 @@ def process_shard(job: Job, shard_id: int, on_sample: Callable[[], None] | None 
     layout.clear_stale(shard_id)
     sweep_stale()  # ffmpeg work dirs of killed workers on this machine
     rows = SOURCES[job.source][0](job, shard_id)
+    if job.retry:
+        rows = merge_rows(job, layout, shard_id, rows)
     task = TASKS[job.task](job)
     writer = WRITERS[job.output_format](layout, shard_id)
     start = time.time()
     records, written = [], set()
-    with ThreadPoolExecutor(job.thread_count) as pool:
+    with collecting() as seconds, ThreadPoolExecutor(job.thread_count) as pool:
         for record, outputs in ordered_map(pool, task, rows, 2 * job.thread_count):
             repeated = next((out.key for out in outputs if out.key in written), None)
             if repeated is not None:  # a second sample under one key would overwrite or shadow the first
                 message = f"duplicate key {repeated!r}: a sample with this key is already in the shard"
                 record.update(status=FAILED_TO_SUBSAMPLE, outputs=0, error_message=message)
                 outputs = []
-            for out in outputs:
-                writer.write(out)
-                written.add(out.key)
+            with stage("write"):
+                for out in outputs:
+                    writer.write(out)
+                    written.add(out.key)
             records.append(record)
             if on_sample:
                 on_sample()
-    writer.close()
-    write_metadata(layout, shard_id, records, task.schema)
+        with stage("write"):
+            writer.close()
+            write_metadata(layout, shard_id, records, task.schema)
     end = time.time()
     stats = {"shard_id": shard_id, "task": job.task, "count": len(records), "outputs": writer.count,
              "bytes_written": writer.bytes, "duration": round(end - start, 3), "start_time": start,
-             "end_time": end, "v2d_vox_version": __version__, **task.stats(records)}
+             "end_time": end, "v2d_vox_version": __version__, "seconds": seconds.rounded(), **task.stats(records)}
     write_stats(layout, shard_id, stats)
     return stats
