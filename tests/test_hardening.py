@@ -103,15 +103,17 @@ def test_limits_are_validated_and_overridable():
         Job("out", limits={"max_pixel": 10})
 
 
+# VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak into ru_maxrss across a vfork+exec,
+# so a child of a large pytest process would report the parent's memory.
 _RSS = """
-import resource, sys
+import sys
 from v2d_vox.tars import read_tar
 try:
     for _ in read_tar(sys.argv[1]):
         pass
 except Exception as e:
     print(type(e).__name__, e)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) // 1024)
 """
 
 
