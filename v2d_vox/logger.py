@@ -130,8 +130,9 @@ def format_summary(s: dict[str, Any]) -> str:
     lines = [
         f"shards: {s['shards_done']}/{s['shards_total']} done ({s['shards_skipped']} already done before), "
         f"{len(s['shards_failed'])} failed{': ' + str(s['shards_failed']) if s['shards_failed'] else ''}",
-        "samples: " + ", ".join(f"{k}={v}" for k, v in s["status"].items()) + f"; outputs written={s['outputs']}",
+        "samples: " + (", ".join(f"{k}={v}" for k, v in s.get("status", {}).items()) or str(s["samples"]))
+        + f"; outputs written={s['outputs']}",
         f"wall: {s['wall_seconds']} s ({s['samples_per_s']} samples/s in this run)",
     ]
-    lines += [f"  {n:>6} x {msg}" for msg, n in s["top_errors"].items()]
+    lines += [f"  {n:>6} x {msg}" for msg, n in s.get("top_errors", {}).items()]
     return "\n".join(lines)

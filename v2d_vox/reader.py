@@ -30,12 +30,13 @@ _CLOSED_EARLY = "connection closed before the whole body arrived"
 
 
 def _session(cfg: ReaderConfig) -> requests.Session:
-    """One keep-alive session per thread: requests' Session is not thread-safe."""
+    """One keep-alive session per thread (requests' Session is not thread-safe), with this config's headers:
+    a thread may serve jobs with different configs."""
     s = getattr(_local, "session", None)
     if s is None:
         s = _local.session = requests.Session()
-        s.headers["User-Agent"] = cfg.user_agent
         s.headers["Accept-Encoding"] = "identity"
+    s.headers["User-Agent"] = cfg.user_agent
     return s
 
 

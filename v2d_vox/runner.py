@@ -83,8 +83,7 @@ def _interrupted(layout: Layout, todo: list[int], summary: dict[str, Any]) -> No
             layout.clear_stale(sid)
     sweep_stale()
     layout.tidy()
-    if "status" in summary:
-        print(format_summary(summary), file=sys.stderr)
+    print(format_summary(summary), file=sys.stderr)
     print(f"interrupted: {summary['shards_done']} of {summary['shards_total']} shards done in {layout.folder}; "
           "run the same command again to resume (done shards are skipped)", file=sys.stderr, flush=True)
 
@@ -130,8 +129,9 @@ def run_job(job: Job, shard_ids: list[int], *, distributor: str = "multiprocessi
         raise
     finally:
         bars.close()
+    summary = _finish(job, layout, shard_ids, done_before, distributor, started, logger)
     layout.tidy()
-    return _finish(job, layout, shard_ids, done_before, distributor, started, logger)
+    return summary
 
 
 def _finish(job: Job, layout: Layout, shard_ids: list[int], done_before: list[int], distributor: str,

@@ -72,8 +72,8 @@ class TarRow(dict):
 
 def tar_rows(job: Job, shard_id: int) -> Iterator[TarRow]:
     """A tar's samples; a tar that is corrupt part-way (truncated, bad header, over a limit) keeps the
-    samples before the break and ends with one error row, so the shard completes and says why. I/O
-    errors (a missing or unreachable shard) still fail the shard, which the run loop retries."""
+    samples before the break and ends with one error row, so the shard completes and says why. A file
+    that is no tar at all, or an I/O error (a missing or unreachable shard), fails the shard."""
     url = shard_ids(job.input_shards)[shard_id]
     limits, read = job.limits, 0
     try:
@@ -82,6 +82,8 @@ def tar_rows(job: Job, shard_id: int) -> Iterator[TarRow]:
             read += 1
         return
     except (tarfile.TarError, EOFError, zlib.error, TarTooLarge) as e:
+        if not read:  # not a readable tar at all: the shard fails (and is reported), as an I/O error does
+            raise
         message = f"broken tar after {read} samples: {type(e).__name__}: {str(e)[:160]}"
     yield TarRow(f"_broken_tar_{read:05d}", url, read, {}, error=message)
 
