@@ -17,16 +17,21 @@ class InjectedCrash(BaseException):
 
 @dataclass
 class Sleep(Subsampler):
-    """Sleeps on samples whose url contains `url_contains` while the file `switch` exists."""
+    """Sleeps on samples whose url contains `url_contains` while the file `switch` exists; writes its pid to
+    `pid_file` (if given) first, so a test knows which process (which Spark worker) holds the shard."""
 
     name: ClassVar[str] = "test_sleep"
     stage: ClassVar[str] = "meta"
     url_contains: str = ""
     switch: str = ""
     seconds: float = 60.0
+    pid_file: str = ""
 
     def check(self, sample) -> None:
         if self.url_contains in sample.meta["url"] and os.path.exists(self.switch):
+            if self.pid_file:
+                with open(self.pid_file, "w") as f:
+                    f.write(str(os.getpid()))
             time.sleep(self.seconds)
 
 

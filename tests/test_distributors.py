@@ -4,7 +4,6 @@ a cancelled Slurm task is reported and redone on rerun; a crashed Spark task is 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,12 +13,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from support import DATA
+from support import DATA, shard_outputs
 
 import v2d_vox
 
 REPO = Path(__file__).resolve().parent.parent
-TIMING = ("start_time", "end_time", "duration")
 # shards of 3: shard 0 holds the Crash target (misc_crow), shard 1 the Sleep target (imageio__realshort)
 FILES = ["fsdd__3_george_7.wav", "deb-sonic-pi-samples__misc_crow.flac", "lhotse__common_voice_en_651325.mp3",
          "imageio__realshort.mp4", "pyscenedetect__delayed_start.mp4", "fsdd__8_jackson_21.wav",
@@ -80,19 +78,6 @@ def _download(table: Path, out: Path, distributor: str, **kwargs):
                             progress=False, **kwargs)
 
 
-def _outputs(folder: Path) -> dict[str, object]:
-    """Every shard file's content: tars as bytes, parquet as rows, stats without timings."""
-    out = {}
-    for p in sorted(folder.glob("0*")):
-        if p.suffix == ".tar":
-            out[p.name] = p.read_bytes()
-        elif p.suffix == ".parquet":
-            out[p.name] = pq.read_table(p).to_pylist()
-        else:
-            out[p.name] = {k: v for k, v in json.loads(p.read_text()).items() if k not in TIMING}
-    return out
-
-
 @pytest.fixture(scope="module")
 def reference(table, tmp_path_factory) -> Path:
     """The table downloaded, then reprocessed, by multiprocessing."""
@@ -118,7 +103,7 @@ def test_same_shards_as_multiprocessing(distributor, args, request, table, refer
     request.getfixturevalue("spark" if distributor == "pyspark" else "slurm")
     summary = _download(table, tmp_path, distributor, distributor_args=args)
     assert summary["shards_failed"] == [] and summary["shards_done"] == 4
-    _assert_same(_outputs(tmp_path), _outputs(reference / "download"))
+    _assert_same(shard_outputs(tmp_path), shard_outputs(reference / "download"))
 
 
 @pytest.mark.parametrize("distributor, args", DISTRIBUTED)
@@ -128,7 +113,7 @@ def test_reprocess_same_shards_as_multiprocessing(distributor, args, request, re
     summary = v2d_vox.reprocess(str(reference / "download"), str(tmp_path), distributor=distributor,
                                 distributor_args=args, progress=False)
     assert summary["shards_failed"] == [] and summary["shards_done"] == 4
-    _assert_same(_outputs(tmp_path), _outputs(reference / "reprocess"))
+    _assert_same(shard_outputs(tmp_path), shard_outputs(reference / "reprocess"))
 
 
 @pytest.mark.parametrize("distributor, args", DISTRIBUTED)
