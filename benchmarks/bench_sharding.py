@@ -5,7 +5,7 @@
 
 A VoxCeleb-like table (url, caption, clips as a JSON string, duration) is written once per row count as
 parquet (row groups of 1M rows) and csv under ``--tables`` and reused by later runs. Each measurement runs
-in a fresh Python process, so its peak RSS (``ru_maxrss`` from ``os.wait4``) is its own: the pyarrow
+in a fresh Python process, so its peak RSS (``VmHWM``) is its own: the pyarrow
 baselines are ``pq.read_table`` and ``pyarrow.csv.read_csv`` (both multi-threaded, whole table in memory);
 sharding writes ``_inputs/NNNNN.arrow`` files of ``--samples-per-shard`` rows to a fresh folder. The default
 (1M rows) runs in under a minute on 2 cores.
@@ -72,18 +72,15 @@ def make_tables(rows: int, folder: Path) -> dict[str, Path]:
 
 
 def measure(code: str) -> tuple[float, float, str]:
-    """(seconds, peak RSS MB, stdout) of ``code`` run in a fresh interpreter; the clock covers the code only."""
-    script = (f"import time; t0 = time.perf_counter()\n{code}\n"
-              "print(time.perf_counter() - t0, n)")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{code!r} failed with exit code {proc.returncode}")
-    seconds, rows = out.split()
-    return float(seconds), usage.ru_maxrss / 1024, rows
+    """(seconds, peak RSS MB, rows) of ``code`` run in a fresh interpreter; the clock covers the code only.
+    Peak RSS is the child's own ``VmHWM``: ``ru_maxrss`` would also count the parent's pages at fork time."""
+    script = (f"import time; t0 = time.perf_counter()\n{code}\nseconds = time.perf_counter() - t0\n"
+              "hwm = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0]\n"
+              "print(seconds, int(hwm) / 1024, n)")
+    out = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
+    seconds, peak_mb, rows = out.split()
+    return float(seconds), float(peak_mb), rows
 
 
 def main() -> None:

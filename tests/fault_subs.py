@@ -54,3 +54,25 @@ class Crash(Subsampler):
             f.write("x")
         if attempts < self.times:
             raise InjectedCrash(f"injected crash {attempts + 1}/{self.times}")
+
+
+@dataclass
+class Rendezvous(Subsampler):
+    """Each process writes its pid under `folder/<Slurm task>/` and waits (at most `seconds`) until `count`
+    processes of its task have: with fewer processes than shards running at once, the task's pid files
+    stay fewer than `count`, which the test then sees."""
+
+    name: ClassVar[str] = "test_rendezvous"
+    stage: ClassVar[str] = "meta"
+    folder: str = ""
+    count: int = 2
+    seconds: float = 60.0
+
+    def check(self, sample) -> None:
+        task = f"{os.environ.get('SLURM_ARRAY_JOB_ID', 'local')}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
+        here = os.path.join(self.folder, task)
+        os.makedirs(here, exist_ok=True)
+        open(os.path.join(here, str(os.getpid())), "w").close()
+        deadline = time.monotonic() + self.seconds
+        while len(os.listdir(here)) < self.count and time.monotonic() < deadline:
+            time.sleep(0.1)
