@@ -46,11 +46,12 @@ def run_preset(preset: str, table: Path, work: Path) -> dict:
         ext = m.name.split(".", 1)[1]
         per_ext[ext] = per_ext.get(ext, 0) + m.size
     clips = len(keys)
+    meta = sum(p.stat().st_size for p in (*out.glob("0*.parquet"), *out.glob("*_stats.json")))
     shutil.rmtree(out)
     assert not summary["shards_failed"], summary
     return {"preset": preset, "clips": clips,
             "wall_s": wall, "cpu_s": cpu, "cpu_s_per_clip": cpu / clips, "clips_per_core_s": clips / cpu,
-            "tar_bytes_per_clip": sum(per_ext.values()) / clips,
+            "tar_bytes_per_clip": sum(per_ext.values()) / clips, "metadata_bytes_per_clip": meta / clips,
             "bytes_per_clip_by_ext": {k: v / clips for k, v in sorted(per_ext.items())}}
 
 
@@ -74,14 +75,15 @@ def main() -> None:
         table.write_text("".join(f"{base}/src{i}.mp4\n" for i in range(args.sources)))
         print(f"{args.sources} sources of {args.seconds:g} s 640x360, {source_bytes / 1e6:.2f} MB each; "
               "1 process x 1 thread")
-        print(f"{'preset':10} {'clips':>6} {'cpu s/clip':>11} {'clips/core-s':>13} {'KB/clip':>8}  by extension")
+        print(f"{'preset':10} {'clips':>6} {'cpu s/clip':>11} {'clips/core-s':>13} {'KB/clip':>8} {'meta KB':>8}  "
+              "by extension")
         for preset in args.presets.split(","):
             row = run_preset(preset, table, work)
             row["source_bytes"] = source_bytes
             results.append(row)
             exts = ", ".join(f"{k} {v / 1e3:.0f} KB" for k, v in row["bytes_per_clip_by_ext"].items())
             print(f"{preset:10} {row['clips']:6d} {row['cpu_s_per_clip']:11.3f} {row['clips_per_core_s']:13.1f} "
-                  f"{row['tar_bytes_per_clip'] / 1e3:8.0f}  {exts}")
+                  f"{row['tar_bytes_per_clip'] / 1e3:8.0f} {row['metadata_bytes_per_clip'] / 1e3:8.1f}  {exts}")
     shutil.rmtree(work)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
