@@ -22,7 +22,6 @@ import shlex
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,8 @@ from tqdm import tqdm
 from v2d_vox.config import Job
 from v2d_vox.errors import ConfigError
 from v2d_vox.layout import JOB, Layout
-from v2d_vox.worker import process_shard
+
+from . import multiprocessing_distributor
 
 REPORTS_SAMPLES = False
 
@@ -149,18 +149,21 @@ def _why(states: dict[str, tuple[str, str]], logs: Path, job_id: str, index: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The array task: ``python -m distributors.slurm_distributor OUTPUT_FOLDER SHARD_ID...``."""
+    """The array task: ``python -m distributors.slurm_distributor OUTPUT_FOLDER SHARD_ID...``.
+
+    Its shards run in ``SLURM_CPUS_PER_TASK`` processes (``cpus_per_task``; 1 when unset), each with the
+    job's ``thread_count`` threads, so a task uses the cores Slurm gave it and no more processes."""
     output_folder, *shards = sys.argv[1:] if argv is None else argv
     layout = Layout(output_folder)
     job = Job.from_dict(layout.read_json(JOB))
+    todo = [sid for sid in map(int, shards) if not layout.is_done(sid)]  # a requeued task skips finished ones
+    processes = max(1, min(int(os.environ.get("SLURM_CPUS_PER_TASK") or 1), len(todo)))
+    print(f"v2d_vox slurm task: shards {todo} in {processes} process(es) x {job.thread_count} thread(s)",
+          flush=True)
     failed = 0
-    for sid in map(int, shards):
-        if layout.is_done(sid):  # a requeued task: done before it was preempted
-            continue
-        try:
-            process_shard(job, sid)
-        except Exception:
-            traceback.print_exc()
+    for sid, error in multiprocessing_distributor.run(job, todo, processes_count=processes):
+        if error:
+            print(f"shard {sid}: {error}", file=sys.stderr, flush=True)
             failed += 1
     return 1 if failed else 0
 

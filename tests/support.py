@@ -10,11 +10,17 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 import mimetypes
+import os
+import signal
+import socket
+import subprocess
 import sys
 import tarfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -390,3 +396,107 @@ def read_wandb_records(path: Path) -> list[Any]:
             records.append(record)
             pending = b""
     return records
+
+
+# ---------------------------------------------------------------- shard outputs, a Spark standalone cluster
+
+TIMING = ("start_time", "end_time", "duration", "seconds")  # seconds: busy time per stage
+
+
+def shard_outputs(folder: Path) -> dict[str, object]:
+    """Every shard file's content: tars as bytes, parquet as rows, stats without timings (equal across runs)."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, object] = {}
+    for p in sorted(folder.glob("0*")):
+        if p.suffix == ".tar":
+            out[p.name] = p.read_bytes()
+        elif p.suffix == ".parquet":
+            out[p.name] = pq.read_table(p).to_pylist()
+        else:
+            out[p.name] = {k: v for k, v in json.loads(p.read_text()).items() if k not in TIMING}
+    return out
+
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SparkCluster:
+    """A real Spark standalone cluster on 127.0.0.1: a master and workers started with the ``pyspark`` wheel's
+    ``bin/spark-class``, each worker in its own session (process group tree), so that killing a worker's
+    session takes down the worker, its executor and the executor's Python workers, as a lost node would."""
+
+    def __init__(self, folder: Path, workers: int = 2, cores: int = 1, memory: str = "1g",
+                 pythonpath: str | Path | None = None):
+        import pyspark
+
+        self.folder, self.workers = folder, []
+        self.spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
+        port, self.ui_port = free_port(), free_port()
+        self.url = f"spark://127.0.0.1:{port}"
+        self.env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
+                    "SPARK_NO_DAEMONIZE": "1"}
+        if pythonpath:  # executors then import this checkout, not whatever site-packages points at
+            self.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath), os.environ.get("PYTHONPATH")) if p)
+        self.master = self._start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                                  "--port", str(port), "--webui-port", str(self.ui_port))
+        try:
+            self._wait(lambda s: s.get("status") == "ALIVE", "the master")
+            for i in range(workers):
+                self.workers.append(self._start(
+                    f"worker{i}", "org.apache.spark.deploy.worker.Worker", self.url, "--host", "127.0.0.1",
+                    "--cores", str(cores), "--memory", memory, "--webui-port", str(free_port()),
+                    "--work-dir", str(folder / f"worker{i}")))
+            self._wait(lambda s: len(self.alive_workers(s)) == workers, f"{workers} workers")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, name: str, cls: str, *args: str) -> subprocess.Popen:
+        log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 (kept open by the child)
+        return subprocess.Popen([str(self.spark_class), cls, *args], env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def state(self) -> dict[str, Any]:
+        """The master's own view (its web UI's /json/): workers, applications, cores in use."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port}/json/", timeout=5) as r:
+                return json.load(r)
+        except OSError:
+            return {}
+
+    @staticmethod
+    def alive_workers(state: dict[str, Any]) -> list[dict[str, Any]]:
+        return [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
+
+    def _wait(self, ready, what: str, seconds: float = 120) -> None:
+        deadline = time.time() + seconds
+        while not ready(self.state()):
+            dead = [p.args[1] for p in (self.master, *self.workers) if p.poll() is not None]
+            if dead or time.time() > deadline:
+                logs = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(self.folder.glob("*.log")))
+                raise RuntimeError(f"spark: {what} did not come up ({dead or 'timeout'}):\n{logs}")
+            time.sleep(0.5)
+
+    def kill_node(self, pid: int) -> None:
+        """SIGKILL every process in the session holding ``pid`` (a worker's tree): a node lost mid-job."""
+        kill_session(os.getsid(pid))
+
+    def stop(self) -> None:
+        for proc in (*self.workers, self.master):
+            if proc.poll() is None:
+                kill_session(proc.pid)  # each was started as the leader of its own session
+            proc.wait()
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process whose session id is ``sid`` (found in /proc)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry.name)) == sid:
+                    os.kill(int(entry.name), signal.SIGKILL)

@@ -4,7 +4,6 @@ a cancelled Slurm task is reported and redone on rerun; a crashed Spark task is 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,12 +13,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from support import DATA
+from support import DATA, shard_outputs
 
 import v2d_vox
 
 REPO = Path(__file__).resolve().parent.parent
-TIMING = ("start_time", "end_time", "duration", "seconds")  # seconds: busy time per stage
 # shards of 3: shard 0 holds the Crash target (misc_crow), shard 1 the Sleep target (imageio__realshort)
 FILES = ["fsdd__3_george_7.wav", "deb-sonic-pi-samples__misc_crow.flac", "lhotse__common_voice_en_651325.mp3",
          "imageio__realshort.mp4", "pyscenedetect__delayed_start.mp4", "fsdd__8_jackson_21.wav",
@@ -80,19 +78,6 @@ def _download(table: Path, out: Path, distributor: str, **kwargs):
                             progress=False, **kwargs)
 
 
-def _outputs(folder: Path) -> dict[str, object]:
-    """Every shard file's content: tars as bytes, parquet as rows, stats without timings."""
-    out = {}
-    for p in sorted(folder.glob("0*")):
-        if p.suffix == ".tar":
-            out[p.name] = p.read_bytes()
-        elif p.suffix == ".parquet":
-            out[p.name] = pq.read_table(p).to_pylist()
-        else:
-            out[p.name] = {k: v for k, v in json.loads(p.read_text()).items() if k not in TIMING}
-    return out
-
-
 @pytest.fixture(scope="module")
 def reference(table, tmp_path_factory) -> Path:
     """The table downloaded, then reprocessed, by multiprocessing."""
@@ -118,7 +103,7 @@ def test_same_shards_as_multiprocessing(distributor, args, request, table, refer
     request.getfixturevalue("spark" if distributor == "pyspark" else "slurm")
     summary = _download(table, tmp_path, distributor, distributor_args=args)
     assert summary["shards_failed"] == [] and summary["shards_done"] == 4
-    _assert_same(_outputs(tmp_path), _outputs(reference / "download"))
+    _assert_same(shard_outputs(tmp_path), shard_outputs(reference / "download"))
 
 
 @pytest.mark.parametrize("distributor, args", DISTRIBUTED)
@@ -128,7 +113,7 @@ def test_reprocess_same_shards_as_multiprocessing(distributor, args, request, re
     summary = v2d_vox.reprocess(str(reference / "download"), str(tmp_path), distributor=distributor,
                                 distributor_args=args, progress=False)
     assert summary["shards_failed"] == [] and summary["shards_done"] == 4
-    _assert_same(_outputs(tmp_path), _outputs(reference / "reprocess"))
+    _assert_same(shard_outputs(tmp_path), shard_outputs(reference / "reprocess"))
 
 
 @pytest.mark.parametrize("distributor, args", DISTRIBUTED)
@@ -191,3 +176,56 @@ def test_slurm_cancelled_task_fails_its_shard_and_rerun_redoes_only_it(slurm, ta
     assert summary["shards_failed"] == [] and summary["shards_skipped"] == 3 and summary["shards_done"] == 4
     scripts = {p.stem: p.read_text() for p in (out / "_slurm").glob("*.sbatch")}
     assert len(scripts) == 2 and "shards=(1)" in scripts[max(scripts, key=int)]
+
+
+def test_slurm_multi_shard_tasks_run_cpus_per_task_processes(slurm, table, tmp_path):
+    """shards_per_task=2, cpus_per_task=2: each array task runs its two shards at once, in two processes."""
+    meet = tmp_path / "meet"
+    config = {"subsamplers": [{"name": "tests.fault_subs:Rendezvous", "folder": str(meet), "count": 2,
+                               "seconds": 30}]}
+    args = {"shards_per_task": 2, "cpus_per_task": 2, "poll_seconds": 0.5}
+    summary = _download(table, tmp_path / "out", "slurm", config=config, distributor_args=args, max_shard_retry=0)
+    assert summary["shards_failed"] == [] and summary["shards_done"] == 4
+    (script,) = (tmp_path / "out" / "_slurm").glob("*.sbatch")
+    assert "#SBATCH --cpus-per-task=2" in script.read_text() and "shards=('0 1' '2 3')" in script.read_text()
+    tasks = sorted(meet.iterdir())
+    assert len(tasks) == 2 and all(len(list(t.iterdir())) == 2 for t in tasks)  # 2 tasks x 2 processes
+    logs = sorted((tmp_path / "out" / "_slurm").glob("*.out"))
+    assert len(logs) == 2 and all("in 2 process(es)" in log.read_text() for log in logs)
+
+
+def test_slurm_cancelled_multi_shard_task_is_resubmitted(slurm, table, tmp_path):
+    """A lost node, simulated by cancelling an array task mid-shard: its processes die with it, and the run
+    loop resubmits only its unfinished shard in a new array; the run ends complete."""
+    switch, pid_file, out = tmp_path / "slow", tmp_path / "sleeper.pid", tmp_path / "out"
+    switch.touch()
+    config = {"subsamplers": [{"name": "tests.fault_subs:Sleep", "url_contains": "imageio__realshort",
+                               "switch": str(switch), "pid_file": str(pid_file), "seconds": 120}]}  # shard 1
+    args = {"shards_per_task": 2, "cpus_per_task": 2, "poll_seconds": 0.5, "job_name": "v2d_resubmit_test"}
+    result = {}
+    run = threading.Thread(target=lambda: result.update(
+        _download(table, out, "slurm", config=config, max_shard_retry=1, distributor_args=args)))
+    run.start()
+    deadline = time.time() + 120
+    while not (pid_file.exists() and pid_file.read_text() and (out / "00000_stats.json").exists()):
+        assert run.is_alive() and time.time() < deadline, "task 0 did not reach its sleeping shard"
+        time.sleep(0.2)
+    (job_id,) = (p.stem for p in (out / "_slurm").glob("*.sbatch"))
+    subprocess.run(["scancel", f"{job_id}_0"], check=True)  # task 0: shard 0 done, shard 1 asleep
+    switch.unlink()
+    run.join(180)
+    assert not run.is_alive()
+    assert result["shards_failed"] == [] and result["shards_done"] == 4
+    scripts = {p.stem: p.read_text() for p in (out / "_slurm").glob("*.sbatch")}
+    assert len(scripts) == 2 and "shards=(1)" in scripts[max(scripts, key=int)]
+    while _running(int(pid_file.read_text())):
+        assert time.time() < deadline + 60, "the cancelled task's process outlived it"
+        time.sleep(0.5)
+
+
+def _running(pid: int) -> bool:
+    """Exists and is not a zombie (a killed orphan stays one until init reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
