@@ -116,3 +116,27 @@ def test_http_shards_for_scan_and_reprocess(tmp_path):
         assert v2d_vox.scan(url, str(tmp_path / "report"), progress=False)["samples"] == 1
         assert v2d_vox.reprocess(url, str(tmp_path / "re"), progress=False)["status"]["success"] == 1
     assert tarfile.is_tarfile(tmp_path / "re" / "00000.tar")
+
+
+def test_non_utf8_cells_cost_a_character_not_the_job(tmp_path):
+    import pyarrow as pa
+
+    (tmp_path / "t.csv").write_bytes(f"url,caption\n{MEDIA},caf\xe9 latin-1\n".encode("latin-1"))
+    pq.write_table(pa.table({"url": [MEDIA], "caption": pa.array([b"caf\xe9"], pa.binary()),
+                             "blob": pa.array([b"\xff\xfe"], pa.binary())}), tmp_path / "t.parquet")
+    for name in ("t.csv", "t.parquet"):
+        summary = v2d_vox.download(str(tmp_path / name), str(tmp_path / name.replace(".", "_")),
+                                   caption_col="caption", progress=False)
+        assert summary["status"]["success"] == 1, name
+        (_, members), = read_tar(str(tmp_path / name.replace(".", "_") / "00000.tar"))
+        assert members["txt"].decode() == "caf\ufffd" + (" latin-1" if name == "t.csv" else "")
+
+
+def test_resume_knows_one_table_by_any_path_and_says_what_changed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text(MEDIA + "\n")
+    v2d_vox.download("t.txt", "out", progress=False)
+    again = v2d_vox.download("./t.txt", "out", progress=False)  # the same file: resumes
+    assert again["shards_skipped"] == 1
+    with pytest.raises(ConfigError, match=r"other arguments: samples_per_shard=1000 \(now 5\)"):
+        v2d_vox.download("t.txt", "out", samples_per_shard=5, progress=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,9 +54,9 @@ def list_inputs(url_list: str | list[str]) -> list[str]:
             found = sorted(p for p in fs.ls(path, detail=False) if _ext(p) in FORMATS)
             if not found:
                 raise ConfigError(f"folder {url!r} holds no {'/'.join(FORMATS)} files")
-            out += [fs.unstrip_protocol(p) if "://" in url else p for p in found]
+            out += [fs.unstrip_protocol(p) if "://" in url else os.path.abspath(p) for p in found]
         elif fs.exists(path):
-            out.append(url)
+            out.append(url if "://" in url else os.path.abspath(url))  # ./t.csv and t.csv are one input
         else:
             raise ConfigError(f"input table {url!r} does not exist")
     return out
@@ -113,13 +114,13 @@ def _normalize(table: pa.Table, spec: TableSpec, url: str) -> pa.Table:
     used = {url_col, spec.caption_col, spec.clip_col}
     extras = [c for c in names if c not in used] if spec.save_additional_columns is None else [
         c for c in spec.save_additional_columns if c in names]
-    cols = {"url": table[url_col].cast(pa.string())}
+    cols = {"url": _text(table[url_col])}
     if spec.caption_col:
-        cols["caption"] = table[spec.caption_col].cast(pa.string())
+        cols["caption"] = _text(table[spec.caption_col])
     if spec.clip_col:
         clips = table[spec.clip_col]
         if pa.types.is_string(clips.type) or pa.types.is_large_string(clips.type):  # JSON text already
-            cols["clips"] = pc.if_else(pc.equal(clips, ""), pa.scalar(None, pa.string()), clips.cast(pa.string()))
+            cols["clips"] = pc.if_else(pc.equal(clips, ""), pa.scalar(None, pa.string()), _text(clips))
         else:  # lists (parquet, json): the JSON text of each
             cols["clips"] = pa.array([None if v is None else json.dumps(v) for v in clips.to_pylist()], pa.string())
     for c in extras:
@@ -145,6 +146,26 @@ def signature(urls: list[str], spec: TableSpec) -> str:
     return h.hexdigest()[:16]
 
 
+def _changes(done: dict[str, Any], urls: list[str], spec: TableSpec) -> str:
+    """What differs from the sharding recorded in ``_done.json``, for the refusal's one line."""
+    if done.get("inputs") != urls:
+        return f"other input tables ({', '.join(done.get('inputs', []))[:200]})"
+    old = done.get("spec", {})
+    changed = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in asdict(spec).items() if old.get(k) != v]
+    if changed:
+        return "other arguments: " + ", ".join(changed)
+    return "the same tables before they changed on disk (size or modification time)"
+
+
+def _text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as text. Bytes that are not UTF-8 (a Latin-1 caption in a csv, a binary parquet column) are
+    decoded with U+FFFD for the bad bytes: one odd cell costs a character, not the job."""
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        values = [None if v is None else v.decode("utf-8", "replace") for v in column.to_pylist()]
+        return pa.chunked_array([pa.array(values, pa.string())])
+    return column.cast(pa.string())
+
+
 def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec,
                  writers: int = WRITERS) -> tuple[int, int]:
     """Write input shards unless a finished sharding with the same signature exists.
@@ -162,9 +183,8 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec,
         info = layout.read_json(_DONE)
         if info["signature"] == sig:
             return info["shards"], info["rows"]
-        raise ConfigError(
-            f"{output_folder} was made from other inputs or arguments (signature {info['signature']} != {sig}); "
-            "use incremental_mode='overwrite' or a new output folder")
+        raise ConfigError(f"{output_folder} was made from {_changes(info, urls, spec)}; "
+                          "use incremental_mode='overwrite' or a new output folder")
     layout.fs.makedirs(layout.path(INPUTS), exist_ok=True)
     size = spec.samples_per_shard
     width = len(str(size - 1))
@@ -198,7 +218,8 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec,
             submit(pa.concat_tables(pending, promote_options="permissive"))
         for future in in_flight:
             future.result()
-    layout.write_json(_DONE, {"signature": sig, "shards": shard_id, "rows": rows, "inputs": urls})
+    layout.write_json(_DONE, {"signature": sig, "shards": shard_id, "rows": rows, "inputs": urls,
+                              "spec": asdict(spec)})
     return shard_id, rows
 
 
