@@ -10,12 +10,12 @@ from collections import Counter
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from v2d_vox import ffmpeg as vf
 from v2d_vox import plan as vp
 from v2d_vox.config import Limits
-from v2d_vox.errors import SubsampleError
 from v2d_vox.plan import AudioSpec, Clip, Edit, Layout, MediaPlan, Mix, Segment, VideoSpec
 from v2d_vox.probe import probe
 from v2d_vox.sample import Sample
@@ -185,10 +185,29 @@ def test_two_thousand_spans_in_one_row_run_in_one_pass():
             assert sum(f.samples for f in c.decode(audio=0)) == round(0.002 * 22050)
 
 
-def test_more_outputs_than_the_os_takes_fail_cleanly():
-    """Outputs stay on the command line (~1 KiB per clip here): far past any real row, execve refuses
-    (Linux caps all arguments at 6 MiB) and the sample fails with a message, not an OSError."""
-    plan = MediaPlan(Layout(spans=spans(20000), audio=AudioSpec(format="flac", separate=True)), variant="v",
-                     timeout=10)
-    with pytest.raises(SubsampleError, match=r"ffmpeg command too long for the OS \(80000 outputs\)"):
-        vf.run_plan(plan, load(TALK))
+def test_many_clips_run_in_passes_of_bounded_size_with_the_same_outputs(monkeypatch):
+    """An ffmpeg process holds an encoder per output: clips run in passes of at most CLIPS_PER_PASS, with
+    the same keys, spans, indexes and bytes as one pass over all of them."""
+    # spread over the source: later passes read from a later seek point, and their cuts must follow it
+    plan = MediaPlan(Layout(spans=spans(40, step=0.035, length=0.035), audio=AudioSpec(format="flac", separate=True)),
+                     timeout=60)
+    parts = plan.parts(16)
+    assert [len(p.layout.spans) for p in parts] == [16, 16, 8]
+    assert [c.index for c in parts[2].clips("k")] == list(range(32, 40))
+    assert parts[2].clips("k")[0].key == "k_00032"
+    sample = load(SPEECH)
+    monkeypatch.setattr(vf, "CLIPS_PER_PASS", 16)
+    passes = vf.run_plan(plan, sample)
+    monkeypatch.setattr(vf, "CLIPS_PER_PASS", 1000)
+    single = vf.run_plan(plan, sample)
+    assert [o.key for o in passes] == [o.key for o in single] == [f"{sample.key}_{i:05d}" for i in range(40)]
+    assert [o.meta["span"] for o in passes] == [o.meta["span"] for o in single]
+    for a, b in zip(passes, single):  # a later seek point may shift the cut by a sample, not more
+        pa, pb = pcm(a.files["flac"]), pcm(b.files["flac"])
+        assert abs(len(pa) - len(pb)) <= 1 and np.abs(pa[: len(pb)][: len(pa)] - pb[: len(pa)]).max() < 0.05
+
+
+def pcm(data: bytes) -> np.ndarray:
+    with av.open(io.BytesIO(data)) as c:
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)]).astype(np.float32)
+

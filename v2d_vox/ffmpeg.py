@@ -25,7 +25,6 @@ Safety and hygiene:
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import shutil
@@ -51,6 +50,7 @@ from .plan import (
 from .sample import Sample
 
 GRAPH_FILE = "graph.txt"  # in the private work dir; outputs are named NNNNN.<ext>
+CLIPS_PER_PASS = 32  # clips per ffmpeg process: each holds an encoder (tens of MB); more clips, more passes
 
 
 @cache
@@ -309,7 +309,7 @@ def compile_plan(plan: MediaPlan, sample: Sample) -> Command:
     graph = Graph(len(sources))
     for k, segment in enumerate(segments or [Segment(0.0, 0.0, tuple(c.index for c in clips))]):
         members = [clips[i] for i in segment.clips]
-        graph.offsets.update((i, segment.start) for i in segment.clips)
+        graph.offsets.update((clips[i].index, segment.start) for i in segment.clips)
         graph.split(t.video, "split", "sv", members, k)
         graph.split(t.audio, "asplit", "sa", members, k)
     outs = [out for clip in clips
@@ -387,7 +387,12 @@ def default_timeout(info: dict[str, Any]) -> float:
 
 
 def run_plan(plan: MediaPlan, sample: Sample) -> list[Sample]:
-    """Run the plan on ``sample`` in one ffmpeg process; one output Sample per clip."""
+    """Run the plan on ``sample``, one ffmpeg process per ``CLIPS_PER_PASS`` clips (one for most sources);
+    one output Sample per clip."""
+    return [out for part in plan.parts(CLIPS_PER_PASS) for out in _run_pass(part, sample)]
+
+
+def _run_pass(plan: MediaPlan, sample: Sample) -> list[Sample]:
     info = sample.meta["probe"]
     timeout = plan.timeout or default_timeout(info)
     command = compile_plan(plan, sample)
@@ -401,11 +406,6 @@ def run_plan(plan: MediaPlan, sample: Sample) -> list[Sample]:
                                   pass_fds=fds, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise SubsampleError(f"ffmpeg timed out after {timeout:g} s (killed)") from None
-        except OSError as e:  # each output still costs arguments: thousands of clips reach the total limit
-            if e.errno != errno.E2BIG:
-                raise
-            raise SubsampleError(f"ffmpeg command too long for the OS ({len(command.outputs)} outputs): "
-                                 "give fewer clips per source") from None
         if proc.returncode != 0:
             raise SubsampleError(f"ffmpeg failed (exit {proc.returncode}): {clean_error(proc.stderr, folder)}")
         data = {}
@@ -420,7 +420,7 @@ def run_plan(plan: MediaPlan, sample: Sample) -> list[Sample]:
 
 def _samples(plan: MediaPlan, sample: Sample, outs: list[Output], data: dict[str, bytes]) -> list[Sample]:
     """One Sample per clip under its key, holding its files, the caption and its json fields."""
-    clips = plan.clips(sample.key)
+    clips = {clip.index: clip for clip in plan.clips(sample.key)}
     results: dict[int, Sample] = {}
     for out in outs:
         if out.clip not in results:

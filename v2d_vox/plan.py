@@ -149,6 +149,7 @@ class Layout:
     keep_video: bool = True
     keep_audio: bool = True
     crops: dict[int, Crop] = field(default_factory=dict)  # clip index -> its region (both copies of a variant)
+    first: int = 0  # index of the first span: a part of a larger plan keeps its clips' indexes and keys
 
     def window(self) -> Span | None:
         """The source range the pass reads (from ``PREROLL`` before the first clip to the end of the last);
@@ -238,7 +239,17 @@ class MediaPlan:
         """The outputs for a source stored under ``key``: ``{key}_{i:05d}`` per span, else ``key`` itself."""
         if self.layout.spans is None:
             return [Clip(0, key)]
-        return [Clip(i, clip_key(key, i), s, e) for i, (s, e) in enumerate(self.layout.spans)]
+        first = self.layout.first
+        return [Clip(first + j, clip_key(key, first + j), s, e) for j, (s, e) in enumerate(self.layout.spans)]
+
+    def parts(self, size: int) -> list[MediaPlan]:
+        """The plan as passes of at most ``size`` clips each (consecutive spans; edits, crops, indexes and
+        keys unchanged): an ffmpeg process holds an encoder per output, so its memory grows with clips."""
+        spans = self.layout.spans
+        if spans is None or len(spans) <= size:
+            return [self]
+        return [dataclasses.replace(self, layout=dataclasses.replace(self.layout, spans=spans[a:a + size], first=a))
+                for a in range(0, len(spans), size)]
 
     def streams(self, info: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """The probed video and audio streams the outputs keep (None: absent or dropped)."""
