@@ -105,9 +105,12 @@ def _script(output_folder: str, groups: list[list[int]], logs: Path, options: di
 
 
 def _submit(script: str, logs: Path) -> str:
-    out = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True)
+    try:
+        out = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ConfigError("distributor='slurm' needs sbatch on PATH (run on a Slurm login node)") from None
     if out.returncode:
-        raise RuntimeError(f"sbatch failed: {out.stderr.strip()}")
+        raise ConfigError(f"sbatch refused the job: {out.stderr.strip()[:300]}")
     job_id = out.stdout.strip().split(";")[0]
     (logs / f"{job_id}.sbatch").write_text(script)
     return job_id

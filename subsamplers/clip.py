@@ -71,7 +71,7 @@ class Clip(Subsampler):
     last: str = "drop"
     max_clips: int | None = None
     min_seconds: float = 0.0  # drop shorter clips (a kept tail, a short span)
-    use_clip_col: bool = True  # cut inside sample.meta["clips"] when the table has a clip column
+    use_clip_col: bool = True  # cut inside sample.meta["clips"] when the table has a clip column (not for clips)
 
     def __post_init__(self):
         for name in ("clip_seconds", "stride"):
@@ -85,7 +85,10 @@ class Clip(Subsampler):
 
     def plan(self, plan: MediaPlan, sample: Sample) -> None:
         duration = source_duration(sample.meta["probe"])
-        given = self.use_clip_col and sample.meta.get("clips") not in (None, "", "[]")
+        # a sample that is already a clip (reprocessed: its json has the span it was cut from) keeps its
+        # source's clip column in its json, in the source's times: cutting by it again would cut nothing
+        given = (self.use_clip_col and "span" not in sample.meta
+                 and sample.meta.get("clips") not in (None, "", "[]"))
         spans = parse_spans(sample.meta["clips"]) if given else [(0.0, duration)]
         spans = [(max(0.0, s), min(e, duration)) for s, e in spans]
         if self.clip_seconds is not None:

@@ -34,9 +34,8 @@ MODES = ("box", "track")
 def parse_tracks(value: Any) -> np.ndarray:
     """The ``face_tracks`` value (JSON text or lists: per utterance ``[[t, x, y, w, h], ...]``) -> an (N, 5)
     array of every box, sorted by time."""
-    if isinstance(value, str):
-        value = json.loads(value)
     try:
+        value = json.loads(value) if isinstance(value, str) else value
         rows = [[float(v) for v in box] for track in value for box in track]
         boxes = np.array(rows, dtype=np.float64).reshape(-1, 5)
     except (TypeError, ValueError) as e:

@@ -140,3 +140,53 @@ def test_resume_knows_one_table_by_any_path_and_says_what_changed(tmp_path, monk
     assert again["shards_skipped"] == 1
     with pytest.raises(ConfigError, match=r"other arguments: samples_per_shard=1000 \(now 5\)"):
         v2d_vox.download("t.txt", "out", samples_per_shard=5, progress=False)
+
+
+def test_table_columns_named_like_engine_fields_are_kept_apart(tmp_path):
+    """A table's own "status" or "key" column can neither pass for ours nor be lost: it is input_<name>."""
+    (tmp_path / "t.csv").write_text(f"url,status,key,duration\n{MEDIA},public,../../escaped,99\n")
+    summary = v2d_vox.download(str(tmp_path / "t.csv"), str(tmp_path / "o"), output_format="files", progress=False)
+    assert summary["status"]["success"] == 1
+    (record,) = pq.read_table(tmp_path / "o" / "00000.parquet").to_pylist()
+    assert (record["status"], record["input_status"]) == ("success", "public")
+    assert record["input_key"] == "../../escaped" and record["key"] != record["input_key"]
+    assert record["input_duration"] == 99 and record["duration"] != 99
+    assert not (tmp_path / "escaped.mp4").exists() and len(list((tmp_path / "o" / "00000").iterdir())) == 2
+
+
+def test_other_shards_under_the_same_ids_do_not_resume(tmp_path):
+    data = (DATA / TALKING_HEADS[0]).read_bytes()
+    for folder, keys in (("a", ("x", "y")), ("b", ("z",))):
+        (tmp_path / folder).mkdir()
+        make_tar(tmp_path / folder / "00000.tar", [(k, {"mp4": data}) for k in keys])
+    first = v2d_vox.scan(str(tmp_path / "a"), str(tmp_path / "report"), progress=False)
+    second = v2d_vox.scan(str(tmp_path / "b"), str(tmp_path / "report"), progress=False)  # scanned afresh
+    assert (first["samples"], second["samples"], second["shards_skipped"]) == (2, 1, 0)
+    v2d_vox.reprocess(str(tmp_path / "a"), str(tmp_path / "re"), progress=False)
+    with pytest.raises(ConfigError, match="another config, output_format or input shards"):
+        v2d_vox.reprocess(str(tmp_path / "b"), str(tmp_path / "re"), progress=False)
+
+
+def test_reprocessing_clips_does_not_cut_them_by_their_source_clip_column(tmp_path):
+    (tmp_path / "t.csv").write_text("url,clips\n" + f'{MEDIA},"[[0.5, 2.5]]"\n')
+    v2d_vox.download(str(tmp_path / "t.csv"), str(tmp_path / "clips"), clip_col="clips", config="voxceleb",
+                     progress=False)
+    again = v2d_vox.reprocess(str(tmp_path / "clips"), str(tmp_path / "again"), config="voxceleb", progress=False)
+    assert again["status"]["success"] == 1 and again["outputs"] == 1
+
+
+def test_report_on_a_truncated_shard_says_so_in_the_page(tmp_path):
+    (tmp_path / "t.txt").write_text(MEDIA + "\n")
+    v2d_vox.download(str(tmp_path / "t.txt"), str(tmp_path / "o"), progress=False)
+    tar = tmp_path / "o" / "00000.tar"
+    tar.write_bytes(tar.read_bytes()[:700])
+    page = v2d_vox.report(str(tmp_path / "o"))["html"]
+    assert "unreadable shard" in Path(page).read_text()
+
+
+def test_bad_face_tracks_cost_their_row_with_a_status(tmp_path):
+    (tmp_path / "t.csv").write_text("url,clips,face_tracks\n" + f'{MEDIA},"[[0, 2]]","[[[0, 0.1, oops"\n')
+    summary = v2d_vox.download(str(tmp_path / "t.csv"), str(tmp_path / "o"), clip_col="clips", config="voxceleb2",
+                               progress=False)
+    (error,) = summary["top_errors"]
+    assert summary["status"]["failed_to_subsample"] == 1 and error.startswith("bad face_tracks")

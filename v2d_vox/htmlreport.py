@@ -14,8 +14,10 @@ import base64
 import html
 import io
 import json
+import tarfile
 import time
 import wave
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,8 +29,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .layout import JOB, Layout, metadata_name, shard_name
+from .media import open_media
 from .melspec import MelSpec
-from .sample import MEL, TXT, audio_member, video_member
+from .sample import JSON, MEL, TXT, audio_member, video_member
 from .tars import read_tar
 from .totals import folder_stats, read_shard_stats
 
@@ -38,7 +41,6 @@ STATUS_COLORS = {"success": "#2e7d32", "failed_to_download": "#c62828", "failed_
                  "filtered": "#9e9e9e"}
 AUDIO_SECONDS = 5.0  # each player holds at most this much, as 16 kHz mono WAV
 THUMB_WIDTH = 192
-_SAFE = {"protocol_whitelist": "none"}  # PyAV reads the given bytes and nothing else
 
 
 def _png(fig: Figure) -> str:
@@ -142,7 +144,7 @@ def _histograms(table: pa.Table) -> str:
 
 def _thumbnail(data: bytes) -> str | None:
     """A frame from the middle of the first video stream, as a JPEG data URI."""
-    with av.open(io.BytesIO(data), options=_SAFE, metadata_errors="ignore") as c:
+    with open_media(data) as c:
         if not c.streams.video:
             return None
         stream = c.streams.video[0]
@@ -164,7 +166,7 @@ def _audio(data: bytes) -> np.ndarray | None:
     """Up to AUDIO_SECONDS of the first audio stream as 16 kHz mono float32."""
     pcm = []
     resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-    with av.open(io.BytesIO(data), options=_SAFE, metadata_errors="ignore") as c:
+    with open_media(data) as c:
         if not c.streams.audio:
             return None
         for frame in c.decode(c.streams.audio[0]):
@@ -197,7 +199,7 @@ def _sample_card(key: str, members: dict[str, bytes]) -> str:
     """Thumbnail, log-mel (stored, else computed from the audio) and a player for one sample."""
     parts = [f"<h4>{html.escape(key)}</h4>"]
     try:
-        meta = json.loads(members.get("json", b"{}"))
+        meta = json.loads(members.get(JSON, b"{}"))
     except ValueError:
         meta = {}
     if TXT in members:
@@ -240,7 +242,7 @@ def _samples(layout: Layout, shard_ids: list[int], shards: int, per_shard: int) 
                 cards.append(_sample_card(key, members))
                 if len(cards) >= per_shard:
                     break
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError, tarfile.TarError, zlib.error) as e:  # TarTooLarge is a ValueError
             cards.append(f"<p class=bad>unreadable shard: {html.escape(str(e)[:160])}</p>")
         shown += len(cards)
         rows.append(f"<h3>shard {shard_name(sid)}</h3><div class=cards>{''.join(cards) or 'no samples'}</div>")

@@ -119,11 +119,13 @@ class Progress:
               file=self.stream, flush=True)
 
     def close(self) -> None:
+        """Idempotent: an interrupted run closes the bars before its summary, and again on the way out."""
         if self.tty:
             self.sbar.close()
             self.bar.close()
         elif self.enabled:
             self._line()
+        self.tty = self.enabled = False
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from .errors import ConfigError, V2DError
 from .ffmpeg import sweep_stale
 from .layout import JOB, Layout, shard_name
 from .logger import JobLogger, Progress, format_summary
+from .shards import shard_ids
 from .totals import job_stats
 
 
@@ -51,10 +52,23 @@ def prepare(output_folder: str, incremental_mode: str, distributor: str,
     return layout
 
 
+def resumes(layout: Layout, job: Job) -> bool:
+    """Whether ``job`` may continue what the folder holds: nothing yet, or the same dataset (config, task,
+    format) from the same sources; for shard inputs, every shard id both jobs name comes from the same tar
+    (a later run over more shards continues, another set of tars under the same ids does not)."""
+    if not layout.exists(JOB):
+        return True
+    old = Job.from_dict(layout.read_json(JOB))
+    if not job.same_dataset(old) or job.source != old.source:
+        return False
+    mine, theirs = shard_ids(job.input_shards), shard_ids(old.input_shards)
+    return all(mine[i] == theirs[i] for i in mine.keys() & theirs.keys())
+
+
 def _check_job_file(layout: Layout, job: Job) -> None:
-    """Resuming with another config would mix two datasets in one folder: refuse."""
-    if layout.exists(JOB) and not job.same_dataset(Job.from_dict(layout.read_json(JOB))):
-        raise ConfigError(f"{layout.folder} holds a job with another config or output_format; "
+    """Resuming with another config or other inputs would mix two datasets in one folder: refuse."""
+    if not resumes(layout, job):
+        raise ConfigError(f"{layout.folder} holds a job with another config, output_format or input shards; "
                           "use incremental_mode='overwrite' or a new output folder")
     layout.write_json(JOB, job.to_dict())
 

@@ -23,6 +23,16 @@ CONTAINER_EXTS = {
 }
 
 
+# Fields the engine writes into each metadata record and json. A table column with one of these names is
+# kept as ``input_<name>``: it can neither overwrite the engine's field nor be overwritten by it.
+RESERVED_FIELDS = frozenset({
+    "key", "url", "caption", "clips", "status", "error_message", "outputs", "probe", "bytes_downloaded",
+    "bytes_fetched", "format", "duration", "has_video", "has_audio", "width", "height", "fps", "vfr",
+    "video_codec", "audio_codec", "sample_rate", "channels", "video_seconds_out", "audio_seconds_out",
+    "source_key", "clip_index", "span", "subsamplers", "mel", "reprocess", "source_shard", "source_index",
+})
+
+
 def video_member(files: dict[str, Any]) -> str | None:
     """The extension of the sample's video member, if any."""
     return next((e for e in VIDEO_EXTS if e in files), None)

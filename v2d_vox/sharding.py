@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from .errors import ConfigError
 from .layout import INPUTS, Layout, input_name
+from .sample import RESERVED_FIELDS
 
 FORMATS = ("csv", "tsv", "parquet", "json", "jsonl", "txt")
 _BATCH = 65536  # rows per record batch read: large enough that per-batch overhead vanishes
@@ -96,7 +97,7 @@ def read_batches(url: str, fmt: str) -> Iterator[pa.Table]:
                 line = line.strip()
                 if not line:
                     continue
-                batch.append(json.loads(line) if fmt == "jsonl" else {"url": line.decode()})
+                batch.append(json.loads(line) if fmt == "jsonl" else {"url": line.decode("utf-8", "replace")})
                 if len(batch) == _BATCH:
                     yield pa.Table.from_pylist(batch)
                     batch = []
@@ -124,8 +125,9 @@ def _normalize(table: pa.Table, spec: TableSpec, url: str) -> pa.Table:
         else:  # lists (parquet, json): the JSON text of each
             cols["clips"] = pa.array([None if v is None else json.dumps(v) for v in clips.to_pylist()], pa.string())
     for c in extras:
-        if c not in cols:
-            cols[c] = table[c]
+        name = f"input_{c}" if c in RESERVED_FIELDS else c  # a "status" or "key" column must not pass for ours
+        if name not in cols:
+            cols[name] = table[c]
     return pa.table(cols)
 
 

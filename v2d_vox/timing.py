@@ -14,8 +14,6 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-STAGES = ("read", "probe", "filter", "ffmpeg", "array", "write")
-
 
 class Seconds:
     """Stage name -> seconds, safe to add to from many threads."""

@@ -76,7 +76,7 @@ def retry(
     statuses = list(status or RETRIED)
     if unknown := set(statuses) - set(STATUSES):
         raise ConfigError(f"unknown status(es) {sorted(unknown)}; choose from {STATUSES}")
-    prepare(output_folder, "incremental", distributor)
+    prepare(output_folder, "incremental", distributor, distributor_args, processes_count)
     done, pending = layout.done(), redo.pending(layout)
     with ThreadPoolExecutor(16) as pool:
         found = dict(zip(sorted(done), pool.map(lambda s: _statuses(layout, s, False), sorted(done))))

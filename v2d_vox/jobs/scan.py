@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from ..checks import BAD_SAMPLES, SCHEMA, Checks, flag_duplicates, flag_identities
 from ..config import NO_OUTPUT, Job, make_limits
-from ..layout import JOB, Layout, metadata_name
+from ..layout import Layout, metadata_name
 from ..options import (
     Distributor,
     DistributorArgs,
@@ -28,7 +28,7 @@ from ..options import (
     ResourceLimits,
     documented,
 )
-from ..runner import prepare, run_job
+from ..runner import prepare, resumes, run_job
 from ..shards import check_not_inputs, list_shards, shard_ids
 
 SUMMARY = "summary.json"
@@ -86,7 +86,7 @@ def scan(
     job = Job(output_folder=report_folder, output_format=NO_OUTPUT, thread_count=thread_count, source="shards",
               input_shards=urls, task="scan", options={"checks": asdict(checks)}, limits=make_limits(limits))
     old = Layout(report_folder)
-    if old.exists(JOB) and not job.same_dataset(Job.from_dict(old.read_json(JOB))):
+    if not resumes(old, job):
         incremental_mode = "overwrite"  # records made with other checks are stale: scan afresh
     layout = prepare(report_folder, incremental_mode, distributor, distributor_args, processes_count)
     ran = run_job(job, ids, **run)
