@@ -41,13 +41,14 @@ def make_media(duration: float = 3.0, fps: float = 25, size: tuple[int, int] = (
                sample_rate: int = 16000, video: bool = True, audio: bool = True, container: str = "mp4",
                seed: int = 0, *, color: tuple[int, int, int] | np.ndarray | None = None,
                tone: float | None = None, noise: bool = False, vcodec: str = "libx264", acodec: str | None = None,
-               drop_every: int = 0) -> bytes:
+               drop_every: int = 0, cuts: tuple[int, ...] = ()) -> bytes:
     """A synthetic clip of known shape, encoded with PyAV: every test's and benchmark's generated media.
 
     Picture: a moving gradient on a colour drawn from `seed`, or a flat `color` (with `noise`: +-20 per pixel
     and a small flicker, so an identity is learnable but not trivially constant). Sound: a tone at `tone` Hz
     (drawn from `seed` if None), plus white noise of std 0.02 with `noise`. `drop_every=k` leaves out every
-    k-th frame while keeping the others' timestamps: a variable-frame-rate stream. The audio codec defaults
+    k-th frame while keeping the others' timestamps: a variable-frame-rate stream. `cuts` are frame indices
+    where the gradient's colour jumps (hard scene cuts at frame / fps seconds). The audio codec defaults
     to AAC in mp4/mov/matroska and 16-bit PCM elsewhere (wav); `vcodec`/`acodec` pick others (mpeg4, mp3,
     libopus...)."""
     rng = np.random.default_rng(seed)
@@ -66,7 +67,7 @@ def make_media(duration: float = 3.0, fps: float = 25, size: tuple[int, int] = (
             yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
             for i in range(int(duration * fps)):
                 if color is None:
-                    img = ((xx + yy + 4 * i)[..., None] + base) % 256
+                    img = ((xx + yy + 4 * i)[..., None] + base + 97 * sum(i >= c for c in cuts)) % 256
                 elif noise:
                     img = np.asarray(color, np.int16) + rng.integers(-20, 20, (size[1], size[0], 3)) + (i % 5)
                 else:
