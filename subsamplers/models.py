@@ -57,6 +57,8 @@ def check_model_ref(model: str, weights: str | None) -> None:
                          "'package.module:callable' of an installed package (no hub downloads)")
     if weights is not None and not os.path.isfile(weights):
         raise ValueError(f"weights {weights!r}: not a local file")
+    if weights is not None and os.path.isfile(model):
+        raise ValueError("weights go with a 'package.module:callable' model; an exported file holds its own")
 
 
 def load_model(model: str, weights: str | None, args: dict[str, Any], device: str) -> Any:
@@ -71,14 +73,13 @@ def load_model(model: str, weights: str | None, args: dict[str, Any], device: st
 def _load(model: str, weights: str | None, args: dict[str, Any], device: str) -> Any:
     import torch
 
-    if os.path.isfile(model):
-        loaded = torch.export.load(model).module()
-    else:
-        module, _, attr = model.partition(":")
-        factory: Any = importlib.import_module(module)
-        for part in attr.split("."):
-            factory = getattr(factory, part)
-        loaded = factory(**args)
+    if os.path.isfile(model):  # exported in inference mode, weights inside: it only moves to the device
+        return torch.export.load(model).module().to(device)
+    module, _, attr = model.partition(":")
+    factory: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        factory = getattr(factory, part)
+    loaded = factory(**args)
     if weights is not None:
         loaded.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     if isinstance(loaded, torch.nn.Module):

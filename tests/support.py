@@ -149,6 +149,32 @@ def write_shard(path: Path, samples: list[dict]) -> str:
     return str(path)
 
 
+def download_files(folder: Path, files: dict[str, bytes], config: Any) -> tuple[dict, dict[str, dict[str, bytes]]]:
+    """Write ``files`` to ``folder``, run ``v2d_vox.download`` on them with ``config`` (a preset name or a
+    dict) in one shard -> ({file name: parquet record}, {key: {ext: bytes}})."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    import v2d_vox
+
+    rows = []
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        rows.append({"url": str(folder / name)})
+    table = folder / "in.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = folder / "out"
+    v2d_vox.download(str(table), str(out), config=config, processes_count=1, thread_count=2, progress=False)
+    meta = {Path(r["url"]).name: r for r in pq.read_table(out / "00000.parquet").to_pylist()}
+    members: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(out / "00000.tar") as tar:
+        for m in tar.getmembers():
+            key, ext = m.name.split(".", 1)
+            members.setdefault(key, {})[ext] = tar.extractfile(m).read()
+    return meta, members
+
+
 # ---------------------------------------------------------------- loopback HTTP server
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
-from support import make_media
+from support import download_files, make_media
 
 from subsamplers.flow import OpticalFlow
 from v2d_vox.errors import ConfigError, SubsampleError
@@ -43,3 +44,14 @@ def test_bad_inputs_and_arguments():
         flow_of(make_media(duration=0.2, audio=False), frame_step=10)
     with pytest.raises(ConfigError, match="frame_step must be >= 1"):
         build({"name": "optical_flow", "frame_step": 0})
+
+
+def test_flow_preset(tmp_path):
+    """5 s clips at 360p, a 1 s tail kept, each with its flow at 128 px between every second frame."""
+    meta, members = download_files(tmp_path, {"moving.mp4": make_media(duration=6.0, seed=4)}, "flow")
+    assert meta["moving.mp4"]["outputs"] == 2
+    pairs = sorted(np.load(io.BytesIO(f["flow.npy"])).shape for f in members.values())
+    assert pairs == [(12, 96, 128, 2), (62, 96, 128, 2)]  # 25 and 125 frames at step 2: 13 and 63 kept
+    for files in members.values():
+        stats = json.loads(files["json"])["optical_flow"]
+        assert stats["mean_magnitude"] > 0.3 and stats["frame_step"] == 2

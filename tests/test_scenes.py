@@ -3,11 +3,12 @@ frames (tests/support.make_media(cuts=...)), cut by the real ffmpeg in one pass.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
 import pytest
-from support import make_media, streams
+from support import download_files, make_media, streams
 
 from subsamplers import build_chain
 from subsamplers.clip import Clip, scenes
@@ -103,3 +104,17 @@ def test_fixed_clips_list_the_cuts_inside_them(cut_video):
     got = [o.meta["scene_cuts"] for o in outs]
     assert len(got) == 3 and all(len(g) == 1 for g in got)
     assert [g[0] for g in got] == pytest.approx(CUTS, abs=1 / FPS)
+
+
+def test_scenes_preset(tmp_path):
+    """Scene clips at 360p with the source's audio; a source without video is filtered."""
+    files = {"cuts.mp4": make_media(duration=6.0, fps=FPS, size=(640, 480), cuts=CUT_FRAMES, seed=5),
+             "speech.wav": make_media(duration=1.0, video=False, container="wav")}
+    meta, members = download_files(tmp_path, files, "scenes")
+    assert meta["cuts.mp4"]["outputs"] == 4 and meta["speech.wav"]["status"] == "filtered"
+    for files_ in members.values():
+        info = streams(files_["mp4"])
+        clip = json.loads(files_["json"])
+        assert (info["video"]["width"], info["video"]["height"]) == (480, 360) and "audio" in info
+        assert info["video"]["frames"] == round((clip["span"][1] - clip["span"][0]) * FPS)
+        assert clip["scene_cuts"] == [] and clip["scene_detection"]["name"] == "scene_cuts"
