@@ -3,7 +3,8 @@
 A subsampler is a dataclass whose fields are its arguments, registered under a name. It declares
 its `stage`, which decides the one hook the engine calls:
 
-- ``meta``  -> ``check(sample)``: inspect ``sample.meta`` (probe results) and raise ``Filtered``.
+- ``meta``  -> ``check(sample)``: look at the source before anything is planned: inspect ``sample.meta``
+  (probe results) and raise ``Filtered``, or add facts for later steps (``scene_cuts`` adds cut times).
 - ``media`` -> ``plan(plan, sample)``: add to the shared ``MediaPlan``; the engine compiles every
   media step of the chain into ONE ffmpeg process per source.
 - ``array`` -> ``apply(sample)``: work on each output sample (e.g. add ``mel.npy``). A step with
