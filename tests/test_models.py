@@ -143,3 +143,14 @@ def test_weights_from_a_local_state_dict(tmp_path, monkeypatch):
     torch.save(source.state_dict(), tmp_path / "w.pt")
     model = load_model("tiny_linear:make", str(tmp_path / "w.pt"), {"n": 3}, "cpu")
     assert torch.equal(model.weight, source.weight)
+
+
+def test_model_steps_work_in_workers_forked_after_the_parent_used_torch(tmp_path, asr_package):
+    """A training script that used torch's thread pool, then curates: the forked worker's main thread inherits
+    a dead OpenMP pool (torch hangs or crashes there), so batched steps must run on the worker's own threads."""
+    torch.set_num_threads(2)
+    torch.stft(torch.randn(4, 160000), 400, 160, window=torch.hann_window(400), return_complex=True).abs().sum()
+    ref, log = asr_package
+    step = {"name": "transcribe", "model": ref, "model_args": {"prefix": "f", "log": str(log)}, "seconds": 1.0}
+    meta, _ = download_files(tmp_path, {"a.wav": tone(300), "b.wav": tone(600)}, {"subsamplers": [step]})
+    assert [r["status"] for r in meta.values()] == ["success", "success"]

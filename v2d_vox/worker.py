@@ -183,8 +183,8 @@ def process_shard(job: Job, shard_id: int, on_sample: Callable[[], None] | None 
     with ThreadPoolExecutor(job.thread_count) as pool:
         results = ordered_map(pool, task, rows, 2 * job.thread_count)
         for group in gathered(results, getattr(task, "batch_samples", 1)):
-            if finish:
-                finish(group)
+            if finish:  # on a pool thread: a forked worker's main thread may hold its parent's dead OpenMP pool
+                pool.submit(finish, group).result()
             for record, outputs in group:
                 for out in outputs:
                     writer.write(out)
