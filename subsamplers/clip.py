@@ -7,7 +7,13 @@ shorter than a window: ``drop`` it, ``keep`` it short, or ``fit`` a full window 
 end (shifted back, overlapping the previous one); ``min_seconds`` drops clips shorter than that.
 A source where no clip fits is ``filtered`` with the reason: too short is a property of the content,
 not a processing failure. The cuts are exact (the one ffmpeg pass re-encodes and trims both streams
-at the same times)."""
+at the same times).
+
+With ``scenes_as_clips`` the scenes between the cuts the ``scene_cuts`` step found (``sample.meta
+["scene_cuts"]``) become the spans, inside each clip-column span when there is one: scenes shorter than
+``min_scene_seconds`` are dropped, longer than ``max_scene_seconds`` are cut into pieces of that length (a
+shorter last piece kept), then ``clip_seconds`` windows apply as to any span. Whenever cuts are known, each
+clip's json lists those inside it under ``scene_cuts``."""
 
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from v2d_vox.errors import Filtered, SubsampleError
 from v2d_vox.plan import MediaPlan
 from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Subsampler, register
+
+from .scenes import SCENE_CUTS
 
 LAST = ("drop", "keep", "fit")
 EPS = 1e-3  # seconds: float noise in durations and strides
@@ -62,6 +70,16 @@ def windows(start: float, end: float, length: float, stride: float, last: str) -
     return [(round(s, 6), round(e, 6)) for s, e in out]
 
 
+def scenes(start: float, end: float, cuts: list[float], min_seconds: float,
+           max_seconds: float | None) -> list[tuple[float, float]]:
+    """The scenes of span [start, end] between ``cuts``, too short ones dropped, long ones in pieces."""
+    bounds = [start, *(c for c in cuts if start + EPS < c < end - EPS), end]
+    kept = [(s, e) for s, e in zip(bounds, bounds[1:]) if e - s >= min_seconds - EPS]
+    if max_seconds is None:
+        return kept
+    return [w for s, e in kept for w in windows(s, e, max_seconds, max_seconds, "keep")]
+
+
 @register("clip")
 @dataclass
 class Clip(Subsampler):
@@ -72,6 +90,9 @@ class Clip(Subsampler):
     max_clips: int | None = None
     min_seconds: float = 0.0  # drop shorter clips (a kept tail, a short span)
     use_clip_col: bool = True  # cut inside sample.meta["clips"] when the table has a clip column (not for clips)
+    scenes_as_clips: bool = False  # the scenes between scene_cuts' cuts are the spans
+    min_scene_seconds: float = 0.0
+    max_scene_seconds: float | None = None
 
     def __post_init__(self):
         for name in ("clip_seconds", "stride"):
@@ -82,6 +103,8 @@ class Clip(Subsampler):
             raise ValueError(f"last={self.last!r}; choose one of {LAST}")
         if self.max_clips is not None and self.max_clips < 1:
             raise ValueError(f"max_clips must be >= 1, got {self.max_clips}")
+        if self.max_scene_seconds is not None and self.max_scene_seconds <= 0:
+            raise ValueError(f"max_scene_seconds must be > 0, got {self.max_scene_seconds}")
 
     def plan(self, plan: MediaPlan, sample: Sample) -> None:
         duration = source_duration(sample.meta["probe"])
@@ -91,11 +114,20 @@ class Clip(Subsampler):
                  and sample.meta.get("clips") not in (None, "", "[]"))
         spans = parse_spans(sample.meta["clips"]) if given else [(0.0, duration)]
         spans = [(max(0.0, s), min(e, duration)) for s, e in spans]
+        cuts = sample.meta.get(SCENE_CUTS)
+        if self.scenes_as_clips:
+            if cuts is None:
+                raise SubsampleError("clip: scenes_as_clips needs the scene_cuts step in the chain")
+            spans = [x for s, e in spans for x in scenes(s, e, cuts, self.min_scene_seconds, self.max_scene_seconds)]
         if self.clip_seconds is not None:
             stride = self.stride or self.clip_seconds
             spans = [w for s, e in spans for w in windows(s, e, self.clip_seconds, stride, self.last)]
         spans = [(s, e) for s, e in spans if e - s > max(EPS, self.min_seconds - EPS)]
         if not spans:
-            need = f"clip_seconds {self.clip_seconds}" if self.clip_seconds else "a clip span inside it"
+            need = (f"clip_seconds {self.clip_seconds}" if self.clip_seconds else
+                    f"a scene of {self.min_scene_seconds:g} s" if self.scenes_as_clips else "a clip span inside it")
             raise Filtered(f"no clip fits: duration {duration:.2f} s, needs {need}")
         plan.layout.spans = spans[: self.max_clips]
+        if cuts is not None:
+            for i, (s, e) in enumerate(plan.layout.spans):
+                plan.edit(i).meta[SCENE_CUTS] = [c for c in cuts if s + EPS < c < e - EPS]

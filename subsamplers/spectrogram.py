@@ -20,11 +20,12 @@ from v2d_vox.subsampler import Subsampler, register
 
 
 def decode_audio(data: bytes, sample_rate: int) -> np.ndarray:
-    """The first audio stream, mixed to mono float32 at `sample_rate`; SubsampleError if there is none."""
+    """The first audio stream, mixed to mono float32 at `sample_rate`; SubsampleError if there is none (the
+    calling step puts its name before the message)."""
     try:
         with open_media(data) as c:
             if not c.streams.audio:
-                raise SubsampleError("spectrogram: the sample has no audio stream")
+                raise SubsampleError("the sample has no audio stream")
             stream = c.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             chunks = [f.to_ndarray().reshape(-1) for frame in c.decode(stream) for f in resampler.resample(frame)]
@@ -32,9 +33,9 @@ def decode_audio(data: bytes, sample_rate: int) -> np.ndarray:
             # AAC decodes whole 1024-sample frames; the stream's duration says where the signal really ends
             length = round(stream.duration * stream.time_base * sample_rate) if stream.duration else None
     except av.error.FFmpegError as e:
-        raise SubsampleError(f"spectrogram: cannot decode audio: {type(e).__name__}") from None
+        raise SubsampleError(f"cannot decode audio: {type(e).__name__}") from None
     if not chunks:
-        raise SubsampleError("spectrogram: the audio stream holds no samples")
+        raise SubsampleError("the audio stream holds no samples")
     return np.concatenate(chunks)[:length]
 
 
@@ -58,7 +59,11 @@ class Spectrogram(Subsampler, MelSpec):
         ext = audio_member(sample.files)
         if ext is None:
             raise SubsampleError("spectrogram: the sample has no audio member")
-        mel = self(torch.from_numpy(decode_audio(sample.files[ext], self.sample_rate)))
+        try:
+            wave = decode_audio(sample.files[ext], self.sample_rate)
+        except SubsampleError as e:
+            raise SubsampleError(f"spectrogram: {e}") from None
+        mel = self(torch.from_numpy(wave))
         buf = io.BytesIO()
         np.save(buf, mel.numpy().astype(self.dtype))
         sample.files[MEL] = buf.getvalue()

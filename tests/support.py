@@ -48,13 +48,15 @@ def make_media(duration: float = 3.0, fps: float = 25, size: tuple[int, int] = (
                sample_rate: int = 16000, video: bool = True, audio: bool = True, container: str = "mp4",
                seed: int = 0, *, color: tuple[int, int, int] | np.ndarray | None = None,
                tone: float | None = None, noise: bool = False, vcodec: str = "libx264", acodec: str | None = None,
-               drop_every: int = 0, square: Callable[[float], tuple[int, int, int]] | None = None) -> bytes:
+               drop_every: int = 0, square: Callable[[float], tuple[int, int, int]] | None = None,
+               cuts: tuple[int, ...] = ()) -> bytes:
     """A synthetic clip of known shape, encoded with PyAV: every test's and benchmark's generated media.
 
     Picture: a moving gradient on a colour drawn from `seed`, or a flat `color` (with `noise`: +-20 per pixel
     and a small flicker, so an identity is learnable but not trivially constant). Sound: a tone at `tone` Hz
     (drawn from `seed` if None), plus white noise of std 0.02 with `noise`. `drop_every=k` leaves out every
-    k-th frame while keeping the others' timestamps: a variable-frame-rate stream. The audio codec defaults
+    k-th frame while keeping the others' timestamps: a variable-frame-rate stream. `cuts` are frame indices
+    where the gradient's colour jumps (hard scene cuts at frame / fps seconds). The audio codec defaults
     to AAC in mp4/mov/matroska and 16-bit PCM elsewhere (wav); `vcodec`/`acodec` pick others (mpeg4, mp3,
     libopus...). `square(t) -> (x, y, side)` draws a white square with that top-left corner at time t (a face
     with a known track)."""
@@ -74,7 +76,7 @@ def make_media(duration: float = 3.0, fps: float = 25, size: tuple[int, int] = (
             yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
             for i in range(int(duration * fps)):
                 if color is None:
-                    img = ((xx + yy + 4 * i)[..., None] + base) % 256
+                    img = ((xx + yy + 4 * i)[..., None] + base + 97 * sum(i >= c for c in cuts)) % 256
                 elif noise:
                     img = np.asarray(color, np.int16) + rng.integers(-20, 20, (size[1], size[0], 3)) + (i % 5)
                 else:
@@ -191,6 +193,32 @@ SDP = b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 0.0.0.0\nt=0 0\nm=audio 500
 def ffconcat(path: str) -> bytes:
     """An ffconcat script naming a local file: followed, it makes PyAV read that file instead."""
     return f"ffconcat version 1.0\nfile '{path}'\n".encode()
+
+
+def download_files(folder: Path, files: dict[str, bytes], config: Any) -> tuple[dict, dict[str, dict[str, bytes]]]:
+    """Write ``files`` to ``folder``, run ``v2d_vox.download`` on them with ``config`` (a preset name or a
+    dict) in one shard -> ({file name: parquet record}, {key: {ext: bytes}})."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    import v2d_vox
+
+    rows = []
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        rows.append({"url": str(folder / name)})
+    table = folder / "in.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = folder / "out"
+    v2d_vox.download(str(table), str(out), config=config, processes_count=1, thread_count=2, progress=False)
+    meta = {Path(r["url"]).name: r for r in pq.read_table(out / "00000.parquet").to_pylist()}
+    members: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(out / "00000.tar") as tar:
+        for m in tar.getmembers():
+            key, ext = m.name.split(".", 1)
+            members.setdefault(key, {})[ext] = tar.extractfile(m).read()
+    return meta, members
 
 
 # ---------------------------------------------------------------- loopback HTTP server

@@ -13,6 +13,8 @@ VIDEO_EXTS = ("mp4", "mkv", "webm", "mov", "avi", "mpg", "ts", "flv", "asf")
 AUDIO_EXTS = ("m4a", "flac", "wav", "mp3", "ogg", "opus", "aac")
 MEDIA_EXTS = VIDEO_EXTS + AUDIO_EXTS
 MEL = "mel.npy"  # the stored log-mel, (n_mels, frames); its parameters are json["mel"] (a MelSpec)
+FLOW = "flow.npy"  # optical flow, (pairs, height, width, 2); its parameters and statistics are json["optical_flow"]
+EMBEDDING = "emb.npy"  # a model's embedding of the clip, (dim,); json["embedding"] says which model
 JSON, TXT = "json", "txt"
 
 # Demuxer name (the first of PyAV's comma list) -> the extension a file of that format is stored under.

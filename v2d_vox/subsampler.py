@@ -3,10 +3,13 @@
 A subsampler is a dataclass whose fields are its arguments, registered under a name. It declares
 its `stage`, which decides the one hook the engine calls:
 
-- ``meta``  -> ``check(sample)``: inspect ``sample.meta`` (probe results) and raise ``Filtered``.
+- ``meta``  -> ``check(sample)``: look at the source before anything is planned: inspect ``sample.meta``
+  (probe results) and raise ``Filtered``, or add facts for later steps (``scene_cuts`` adds cut times).
 - ``media`` -> ``plan(plan, sample)``: add to the shared ``MediaPlan``; the engine compiles every
   media step of the chain into ONE ffmpeg process per source.
-- ``array`` -> ``apply(sample)``: work on each output sample (e.g. add ``mel.npy``).
+- ``array`` -> ``apply(sample)``: work on each output sample (e.g. add ``mel.npy``). A step with
+  ``batched = True`` (a model step) is handed the outputs of several sources at once through
+  ``apply_batch(samples)``; the worker runs it, and every array step after it, over such groups.
 
 A user adds a subsampler in one file: decorate the class with ``@register("name")`` and refer to it
 in a config as ``name`` (after importing the file) or as ``"package.module:ClassName"``. The built-ins
@@ -36,6 +39,7 @@ REGISTRY: dict[str, type[Subsampler]] = {}
 class Subsampler:
     name: ClassVar[str]
     stage: ClassVar[Stage]
+    batched: ClassVar[bool] = False  # array steps: wants samples from several sources per apply_batch call
 
     def check(self, sample: Sample) -> None:
         raise NotImplementedError
@@ -45,6 +49,11 @@ class Subsampler:
 
     def apply(self, sample: Sample) -> None:
         raise NotImplementedError
+
+    def apply_batch(self, samples: list[Sample]) -> None:
+        """Array steps: work on several output samples at once; by default one by one."""
+        for sample in samples:
+            self.apply(sample)
 
     def describe(self) -> dict[str, Any]:
         """Name and arguments, recorded in each output's json for provenance."""
@@ -108,3 +117,9 @@ class Chain:
 
     def stage(self, stage: Stage) -> list[Subsampler]:
         return [s for s in self.steps if s.stage == stage]
+
+    def array_split(self) -> tuple[list[Subsampler], list[Subsampler]]:
+        """The array steps run per source, and those from the first batched one on (run over groups)."""
+        steps = self.stage("array")
+        first = next((i for i, s in enumerate(steps) if s.batched), len(steps))
+        return steps[:first], steps[first:]

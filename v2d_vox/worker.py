@@ -3,8 +3,11 @@
 A task turns one row into a metadata record and the samples to write: ``CurateTask`` reads, probes
 and runs the subsampler chain (download, reprocess), ``ScanTask`` checks a sample, ``CleanTask`` copies
 the good ones. Rows run on a bounded thread pool (I/O, PyAV and ffmpeg release the GIL) and are written
-in input order, so output does not depend on timing. Every row ends with exactly one metadata record,
-and ``NNNNN_stats.json`` is written last: its presence is what makes the shard done."""
+in input order, so output does not depend on timing. A task may also have ``batch_samples`` and
+``finish(results)``: rows' results are then gathered in order until they hold that many output samples
+and handed to ``finish`` before they are written (CurateTask runs batched model steps there, on the GPU
+when present, while the pool goes on with the next rows). Every row ends with exactly one metadata
+record, and ``NNNNN_stats.json`` is written last: its presence is what makes the shard done."""
 
 from __future__ import annotations
 
@@ -60,19 +63,29 @@ def plan_media(chain: Chain, sample: Sample, limits: Limits | None = None) -> Me
 
 
 def apply_plan(chain: Chain, plan: MediaPlan, sample: Sample) -> list[Sample]:
-    """The one fused media pass (none for an identity plan), then array steps on every output."""
+    """The one fused media pass (none for an identity plan), then the array steps before the first batched
+    one on every output."""
     with stage("ffmpeg"):
         outputs = [sample] if plan.is_identity else run_plan(plan, sample)
     with stage("array"):
         for out in outputs:
-            for step in chain.stage("array"):
+            for step in chain.array_split()[0]:
                 step.apply(out)
     return outputs
 
 
+def run_batched(chain: Chain, outputs: list[Sample]) -> None:
+    """The array steps from the first batched one on, over outputs of one or several sources."""
+    with stage("array"):
+        for step in chain.array_split()[1]:
+            step.apply_batch(outputs)
+
+
 def run_chain(chain: Chain, sample: Sample, limits: Limits | None = None) -> list[Sample]:
-    """Filters, then the one fused media pass, then array steps on every output."""
-    return apply_plan(chain, plan_media(chain, sample, limits), sample)
+    """The whole chain on one source: what a row gets when nothing is batched across rows."""
+    outputs = apply_plan(chain, plan_media(chain, sample, limits), sample)
+    run_batched(chain, outputs)
+    return outputs
 
 
 def _seconds_out(plan: MediaPlan, sample: Sample, outputs: list[Sample]) -> dict[str, float]:
@@ -101,6 +114,16 @@ def _flat_probe(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _fail(record: Row, error: Exception) -> None:
+    """A row's failure as its status and message; a bug must cost one sample, not the shard."""
+    if isinstance(error, SampleError):
+        record["status"], record["error_message"] = error.status, str(error)
+        return
+    record["status"] = FAILED_TO_SUBSAMPLE
+    record["error_message"] = f"internal error: {type(error).__name__}: {str(error)[:200]}"
+    traceback.print_exception(error)
+
+
 # Every record has every key from the start: the parquet's columns are inferred from the first record.
 _NO_PROBE = dict.fromkeys([*_flat_probe({"format": None, "duration": None, "has_video": None, "has_audio": None}),
                            "bytes_downloaded", "video_seconds_out", "audio_seconds_out"])
@@ -113,6 +136,7 @@ class CurateTask:
 
     def __init__(self, job: Job):
         self.job, self.chain, self.fetch = job, build_chain(job.subsamplers), SOURCES[job.source][1]
+        self.batch_samples = max((getattr(s, "batch_size", 1) for s in self.chain.array_split()[1]), default=1)
 
     def __call__(self, row: Row) -> tuple[Row, list[Sample]]:
         """-> (metadata record, output samples). Never raises: failures become a status and a message."""
@@ -130,15 +154,26 @@ class CurateTask:
             outputs = apply_plan(self.chain, plan, sample)
             record["outputs"] = len(outputs)
             record.update(_seconds_out(plan, sample, outputs))
-        except SampleError as e:
-            record["status"], record["error_message"] = e.status, str(e)
         except SourceBlocked:  # the shard stops, not done: a rerun retries it
             raise
-        except Exception as e:  # a bug must cost one sample, not the shard
-            record["status"] = FAILED_TO_SUBSAMPLE
-            record["error_message"] = f"internal error: {type(e).__name__}: {str(e)[:200]}"
-            traceback.print_exc()
+        except Exception as e:
+            _fail(record, e)
         return record, outputs
+
+    def finish(self, results: list[tuple[Row, list[Sample]]]) -> None:
+        """The batched steps over several rows' outputs at once; if a batch fails, each row is run alone so
+        a bad sample costs only its own row (which then keeps no outputs)."""
+        results = [(record, outputs) for record, outputs in results if outputs]
+        try:
+            run_batched(self.chain, [out for _, outputs in results for out in outputs])
+        except Exception:
+            for record, outputs in results:
+                try:
+                    run_batched(self.chain, outputs)
+                except Exception as e:
+                    _fail(record, e)
+                    outputs.clear()
+                    record.update(outputs=0, video_seconds_out=0.0, audio_seconds_out=0.0)
 
     def stats(self, records: list[Row]) -> dict[str, Any]:
         by_status = Counter(r["status"] for r in records)
@@ -174,6 +209,21 @@ def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window:
         pending.extend(submit(x) for x in itertools.islice(it, 1))
 
 
+def gathered(results: Iterable[tuple[Row, list[Sample]]], size: int) -> Iterator[list[tuple[Row, list[Sample]]]]:
+    """Results in order, in groups that hold at least ``size`` output samples (the last may hold fewer):
+    memory stays bounded by one group."""
+    group: list[tuple[Row, list[Sample]]] = []
+    count = 0
+    for result in results:
+        group.append(result)
+        count += len(result[1])
+        if count >= size:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
+
+
 def process_shard(job: Job, shard_id: int, on_sample: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run shard ``shard_id`` of ``job`` and return its stats (also written, last, as NNNNN_stats.json)."""
     layout = Layout(job.output_folder)
@@ -186,23 +236,32 @@ def process_shard(job: Job, shard_id: int, on_sample: Callable[[], None] | None 
     writer = WRITERS[job.output_format](layout, shard_id)
     start = time.time()
     records, written = [], set()
-    with collecting() as seconds, ThreadPoolExecutor(job.thread_count) as pool:
-        for record, outputs in ordered_map(pool, task, rows, 2 * job.thread_count):
-            repeated = next((out.key for out in outputs if out.key in written), None)
-            if repeated is not None:  # a second sample under one key would overwrite or shadow the first
-                message = f"duplicate key {repeated!r}: a sample with this key is already in the shard"
-                record.update(status=FAILED_TO_SUBSAMPLE, outputs=0, error_message=message)
-                outputs = []
+    finish = getattr(task, "finish", None)
+    try:
+        with collecting() as seconds, ThreadPoolExecutor(job.thread_count) as pool:
+            results = ordered_map(pool, task, rows, 2 * job.thread_count)
+            for group in gathered(results, getattr(task, "batch_samples", 1)):
+                if finish:  # on a pool thread: a forked worker's main thread may hold its parent's dead OpenMP pool
+                    pool.submit(contextvars.copy_context().run, finish, group).result()
+                for record, outputs in group:
+                    repeated = next((out.key for out in outputs if out.key in written), None)
+                    if repeated is not None:  # a second sample under one key would overwrite or shadow the first
+                        message = f"duplicate key {repeated!r}: a sample with this key is already in the shard"
+                        record.update(status=FAILED_TO_SUBSAMPLE, outputs=0, error_message=message)
+                        outputs = []
+                    with stage("write"):
+                        for out in outputs:
+                            writer.write(out)
+                            written.add(out.key)
+                    records.append(record)
+                    if on_sample:
+                        on_sample()
             with stage("write"):
-                for out in outputs:
-                    writer.write(out)
-                    written.add(out.key)
-            records.append(record)
-            if on_sample:
-                on_sample()
-        with stage("write"):
-            writer.close()
-            write_metadata(layout, shard_id, records, task.schema)
+                writer.close()
+                write_metadata(layout, shard_id, records, task.schema)
+    except BaseException:
+        writer.abort()  # an open temp file must not outlive the attempt (pool workers are reused)
+        raise
     end = time.time()
     stats = {"shard_id": shard_id, "task": job.task, "count": len(records), "outputs": writer.count,
              "bytes_written": writer.bytes, "duration": round(end - start, 3), "start_time": start,

@@ -41,6 +41,9 @@ class ShardWriter:
     def _finish(self) -> None:
         pass
 
+    def abort(self) -> None:
+        """Drop what was written (the attempt failed); nothing is committed."""
+
 
 class TarShardWriter(ShardWriter):
     suffix = ".tar"
@@ -55,6 +58,9 @@ class TarShardWriter(ShardWriter):
 
     def _finish(self):
         self._tar.close()
+        self._file.close()
+
+    def abort(self):
         self._file.close()
 
 
