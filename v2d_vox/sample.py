@@ -65,11 +65,14 @@ def identity(meta: dict[str, Any], field: str = "identity") -> str | None:
 @dataclass
 class Sample:
     """One webdataset sample. ``files`` maps an extension ("mp4", "m4a", "mel.npy", "txt") to its bytes;
-    ``meta`` is KEY.json. ``meta=None`` means ``files`` already holds the json bytes, to be copied as they are."""
+    ``meta`` is KEY.json. ``meta=None`` means ``files`` already holds the json bytes, to be copied as they are.
+    ``fetched``: bytes read from the source to make it, when not its media's size (only the ranges some clips
+    need); never written."""
 
     key: str
     files: dict[str, bytes] = field(default_factory=dict)
     meta: dict[str, Any] | None = field(default_factory=dict)
+    fetched: int | None = None
 
     @property
     def media_ext(self) -> str | None:
