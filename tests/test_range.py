@@ -17,6 +17,7 @@ from subsamplers import build_chain
 from v2d_vox.config import ReaderConfig
 from v2d_vox.probe import probe
 from v2d_vox.reader import read_parts
+from v2d_vox.totals import folder_stats, format_stats
 
 SECONDS = 150.0
 SPANS = [[20.0, 24.0], [75.5, 79.5], [130.0, 134.0]]
@@ -103,6 +104,7 @@ def test_download_with_range_gives_the_same_clips_as_the_whole_file(tmp_path, lo
     summary = json.loads((tmp_path / "out" / "_job_summary.json").read_text())
     assert summary["source_bytes"] == stats["source_bytes"]
     assert summary["bytes_downloaded"] == stats["bytes_downloaded"]
+    assert "of sources (0." in format_stats(folder_stats(str(tmp_path / "out")))
 
 
 def test_spans_outside_a_short_source_still_work(tmp_path):
