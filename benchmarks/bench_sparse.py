@@ -4,11 +4,13 @@ span, against bare ffmpeg seeking to each span (one command per span, 2 at a tim
 Sources: `--n` synthetic `--seconds` long 640x360@25 H.264 + 44.1 kHz AAC mp4s (ffmpeg's testsrc2 and a tone,
 x264 defaults: a keyframe every 10 s), generated once under /tmp/v2d_bench_sparse and reused; each row has
 three 8 s spans spread over the source. Legs, interleaved `--repeats` times, best kept:
-  - v2d_vox: `download` of the rows served on 127.0.0.1, the `voxceleb` preset's media steps (2 s clips inside
-    the spans, 224x224 crop at 25 fps, 16 kHz mono audio; its log-mel left out as bare ffmpeg has none),
-    2 processes;
+  - v2d_vox: `download` of the rows served on 127.0.0.1 by a server that honours HTTP Range (the tests'
+    /range/ route), the `voxceleb` preset's media steps (2 s clips inside the spans, 224x224 crop at 25 fps,
+    16 kHz mono audio; its log-mel left out as bare ffmpeg has none), 2 processes; it fetches only the index
+    and the byte ranges the spans need, and the bytes fetched are reported against the sources' bytes;
   - v2d_vox, one range: the same with per-span seeking off (plan.SEEK_GAP = inf): the pass decodes from the
-    first span to the last, as before;
+    first span to the last, as before, so the reader fetches the whole file (the spans' one range covers
+    most of it);
   - bare ffmpeg: the same filter graph per span, the file read by name with `-ss`/`-t` on the input.
 Usage:
   python benchmarks/bench_sparse.py [--n 4] [--seconds 240] [--repeats 2]      # small: --n 2 --repeats 1
@@ -26,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Timer, serve, shard_stats  # noqa: E402
+from common import Timer, shard_stats, support  # noqa: E402
 
 import subsamplers  # noqa: E402, F401  (registers the built-ins before timing)
 import v2d_vox  # noqa: E402
@@ -109,7 +111,9 @@ def main() -> None:
           f"each, {len(bare)} bare ffmpeg commands; ffmpeg: {ffmpeg_exe()}")
     work = Path(tempfile.mkdtemp(prefix="bench_sparse_"))
     best: dict[str, float] = {}
-    with serve(SOURCES) as base:
+    fraction: dict[str, float] = {}
+    with support.serve(SOURCES) as server:
+        base = f"{server.url}/range"
         table = work / "rows.jsonl"
         table.write_text("".join(json.dumps({"url": f"{base}/{n}", "clips": s}) + "\n" for n, s in zip(names, rows)))
         for rep in range(args.repeats):
@@ -123,15 +127,19 @@ def main() -> None:
                 finally:
                     vp.SEEK_GAP = saved
                 st = shard_stats(work / "out")
+                summary = json.loads((work / "out" / "_job_summary.json").read_text())
                 best[name] = min(t.s, best.get(name, math.inf))
-                print(f"[{rep + 1}] {name}: {t.s:.2f} s, {st['successes']}/{st['count']} sources")
+                fraction[name] = summary["bytes_downloaded"] / summary["source_bytes"]
+                print(f"[{rep + 1}] {name}: {t.s:.2f} s, {st['successes']}/{st['count']} sources, "
+                      f"{summary['bytes_downloaded'] / 2**20:.1f} of {summary['source_bytes'] / 2**20:.1f} MiB fetched")
             with Timer() as t, ThreadPoolExecutor(2) as pool:
                 list(pool.map(run_bare, bare))
             best["bare"] = min(t.s, best.get("bare", math.inf))
             print(f"[{rep + 1}] bare ffmpeg, per span, 2 at a time: {t.s:.2f} s")
     print("\nbest of", args.repeats)
     for name in ("v2d_vox", "v2d_vox, one range"):
-        print(f"{name:>20}: {best[name]:.2f} s = {best['bare'] / best[name]:.2f} of bare ffmpeg ({best['bare']:.2f} s)")
+        print(f"{name:>20}: {best[name]:.2f} s = {best['bare'] / best[name]:.2f} of bare ffmpeg "
+              f"({best['bare']:.2f} s), {fraction[name]:.3f} of the source bytes fetched")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ def scenes(start: float, end: float, cuts: list[float], min_seconds: float,
 @dataclass
 class Clip(Subsampler):
     stage = "media"
+    reads_source = False
     clip_seconds: float | None = None  # None: the spans themselves are the clips
     stride: float | None = None  # default: clip_seconds (back to back)
     last: str = "drop"
@@ -105,6 +106,16 @@ class Clip(Subsampler):
             raise ValueError(f"max_clips must be >= 1, got {self.max_clips}")
         if self.max_scene_seconds is not None and self.max_scene_seconds <= 0:
             raise ValueError(f"max_scene_seconds must be > 0, got {self.max_scene_seconds}")
+
+    def source_spans(self, row: dict[str, Any]) -> list[tuple[float, float]] | None:
+        """The clip column's spans (every clip lies inside one); None without them (windows tile the whole
+        source) or when the cell is bad (``plan`` then fails the row with its message)."""
+        if not self.use_clip_col or row.get("clips") in (None, "", "[]"):
+            return None
+        try:
+            return parse_spans(row["clips"])
+        except SubsampleError:
+            return None
 
     def plan(self, plan: MediaPlan, sample: Sample) -> None:
         duration = source_duration(sample.meta["probe"])

@@ -79,6 +79,7 @@ def _ramp(ts: np.ndarray, vs: np.ndarray) -> str:
 @dataclass
 class FaceCrop(Subsampler):
     stage = "media"
+    reads_source = False
     mode: str = "box"
     margin: float = 0.4  # the crop's side is the largest box side x (1 + margin)
     smooth_seconds: float = 0.5

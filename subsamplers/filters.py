@@ -21,6 +21,7 @@ class Filter(Subsampler):
     """Drop sources that cannot make good samples; the reason lands in the metadata parquet."""
 
     stage = "meta"
+    reads_source = False
     min_duration: float | None = None
     max_duration: float | None = None
     require_audio: bool = False

@@ -18,6 +18,7 @@ class ResampleVideo(Subsampler, VideoSpec):
     ``pad`` (fit, black bars). ``gop_seconds`` sets a keyframe that often so loaders seek cheaply."""
 
     stage = "media"
+    reads_source = False
 
     def plan(self, plan: MediaPlan, sample: Sample) -> None:
         plan.layout.video = self.spec()
@@ -31,6 +32,7 @@ class ResampleAudio(Subsampler, AudioSpec):
     when there is no video (audio-only sources, or video dropped by ``streams``)."""
 
     stage = "media"
+    reads_source = False
 
     def plan(self, plan: MediaPlan, sample: Sample) -> None:
         plan.layout.audio = self.spec()

@@ -16,6 +16,7 @@ class Streams(Subsampler):
     silent video. A source lacking every kept stream fails with a clear reason."""
 
     stage = "media"
+    reads_source = False
     video: bool = True
     audio: bool = True
 

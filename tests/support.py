@@ -13,6 +13,7 @@ import io
 import json
 import mimetypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -105,6 +106,22 @@ def make_media(duration: float = 3.0, fps: float = 25, size: tuple[int, int] = (
                 out.mux(as_.encode(frame))
             out.mux(as_.encode(None))
     return buf.getvalue()
+
+
+def long_media(path: Path, seconds: float, size: tuple[int, int] = (320, 180), faststart: bool = True,
+               gop: int = 50, seed: int = 0) -> Path:
+    """A long H.264 + AAC mp4 made by ffmpeg's own generators (frame-by-frame Python is far slower): a moving
+    test pattern and a tone, a keyframe every ``gop`` frames at 25 fps, its index (moov) before the media
+    with ``faststart``, else after it."""
+    from v2d_vox.ffmpeg import ffmpeg_exe
+
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc2=size={size[0]}x{size[1]}:rate=25:duration={seconds}", "-f", "lavfi", "-i",
+                    f"sine=frequency={300 + 50 * seed}:sample_rate=16000:duration={seconds}",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "30", "-g", str(gop), "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", "-b:a", "32k", *(["-movflags", "+faststart"] if faststart else []), str(path)],
+                   check=True)
+    return path
 
 
 # ---------------------------------------------------------------- reading outputs back
@@ -231,7 +248,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
     sends), /html/*, /html-as-mp4/*, /trickle/* (a byte every 50 ms), /retryafter/SECONDS/NAME (429 first),
     /redirect/NAME (to another host name), /gzip/* (a compressed body), /hostile/ffconcat/PATH and
     /hostile/sdp (see `ffconcat`, `SDP`), /status/CODE/*; /page/NAME[,NAME2] is a video page (``<video>``
-    sources with their heights, og:video); anything else is an HTML 404."""
+    sources with their heights, og:video); /range/NAME serves a file honouring one ``Range: bytes=`` range
+    (206, or 416); anything else is an HTML 404. Body bytes sent are counted per path (``served``)."""
 
     server: MediaServer
 
@@ -245,7 +263,34 @@ class _FaultHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
         if not head:
+            self.server.count(self.path, len(body))
             self.wfile.write(body)
+
+    def _ranged(self, name: str):
+        """A file, or the one range of it the request's ``Range`` header asks for."""
+        data = self.server.file(name)
+        if data is None:
+            return self._send(404, b"not found")
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
+        if not m or not (m[1] or m[2]):
+            return self._send(200, data, "video/mp4")
+        start, end = (int(m[1]), int(m[2]) + 1 if m[2] else len(data)) if m[1] else (len(data) - int(m[2]), len(data))
+        start, end = max(0, start), min(end, len(data))
+        if start >= end:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(data)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        self.send_response(206)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        self.send_header("Content-Length", str(end - start))
+        self.end_headers()
+        self.server.count(self.path, end - start)
+        self.wfile.write(data[start:end])
+        return None
 
     def _media(self, name: str, head: bool = False):
         data = self.server.file(name)
@@ -262,6 +307,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
         hit = self.server.record(self.path, self.headers.get("User-Agent", ""))
         if kind == "media":
             return self._media(rest)
+        if kind == "range":
+            return self._ranged(rest)
         if kind == "slow":  # a slow but healthy server
             ms, _, name = rest.partition("/")
             time.sleep(int(ms) / 1000)
@@ -338,7 +385,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
 
 class MediaServer(ThreadingHTTPServer):
     """A threaded server on 127.0.0.1 (free port) serving files of `roots` under /media/ plus fault routes.
-    `hits` (path -> GET count) and `agents` (User-Agent headers seen) let tests check retries and headers."""
+    `hits` (path -> GET count), `served` (path -> body bytes sent) and `agents` (User-Agent headers seen) let
+    tests check retries, bytes and headers."""
 
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 drops SYNs under 16 clients: 1 s TCP retransmit stalls
@@ -347,6 +395,7 @@ class MediaServer(ThreadingHTTPServer):
         self.roots = [Path(r) for r in roots]
         self.stall_seconds = stall_seconds
         self.hits: dict[str, int] = {}
+        self.served: dict[str, int] = {}
         self.agents: set[str] = set()
         self._lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _FaultHandler)
@@ -375,6 +424,10 @@ class MediaServer(ThreadingHTTPServer):
             self.hits[path] = self.hits.get(path, 0) + 1
             self.agents.add(agent)
             return self.hits[path]
+
+    def count(self, path: str, n: int) -> None:
+        with self._lock:
+            self.served[path] = self.served.get(path, 0) + n
 
     def handle_error(self, request, client_address):  # clients that hang up early (stalls, probes) are normal
         if not isinstance(sys.exc_info()[1], ConnectionError):

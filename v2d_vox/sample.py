@@ -29,7 +29,7 @@ CONTAINER_EXTS = {
 # kept as ``input_<name>``: it can neither overwrite the engine's field nor be overwritten by it.
 RESERVED_FIELDS = frozenset({
     "key", "url", "caption", "clips", "status", "error_message", "outputs", "probe", "bytes_downloaded",
-    "bytes_fetched", "format", "duration", "has_video", "has_audio", "width", "height", "fps", "vfr",
+    "source_bytes", "format", "duration", "has_video", "has_audio", "width", "height", "fps", "vfr",
     "video_codec", "audio_codec", "sample_rate", "channels", "video_seconds_out", "audio_seconds_out",
     "source_key", "clip_index", "span", "subsamplers", "mel", "reprocess", "source_shard", "source_index",
 })
@@ -77,11 +77,14 @@ def identity(meta: dict[str, Any], field: str = "identity") -> str | None:
 @dataclass
 class Sample:
     """One webdataset sample. ``files`` maps an extension ("mp4", "m4a", "mel.npy", "txt") to its bytes;
-    ``meta`` is KEY.json. ``meta=None`` means ``files`` already holds the json bytes, to be copied as they are."""
+    ``meta`` is KEY.json. ``meta=None`` means ``files`` already holds the json bytes, to be copied as they are.
+    ``fetched``: bytes read from the source to make it, when not its media's size (only the ranges some clips
+    need); never written."""
 
     key: str
     files: dict[str, bytes] = field(default_factory=dict)
     meta: dict[str, Any] | None = field(default_factory=dict)
+    fetched: int | None = None
 
     @property
     def media_ext(self) -> str | None:

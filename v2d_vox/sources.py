@@ -12,8 +12,9 @@ from typing import Any
 from . import __version__, ytdlp
 from .config import Job
 from .errors import DownloadError
+from .plan import Span
 from .probe import probe
-from .reader import read
+from .reader import read, read_parts
 from .sample import JSON, TXT, Sample, check_key
 from .sharding import read_shard
 from .shards import shard_ids
@@ -40,20 +41,24 @@ def reader_for(job: Job, url: str) -> str:
     return job.read_with
 
 
-def fetch_row(job: Job, row: Row) -> Sample:
-    """A table row -> a probed Sample holding the downloaded bytes (and yt-dlp's metadata when it read them)."""
+def fetch_row(job: Job, row: Row, spans: list[Span] | None = None) -> Sample:
+    """A table row -> a probed Sample holding the downloaded bytes (and yt-dlp's metadata when it read them).
+    ``spans``: the only source times the chain reads (``Chain.source_spans``); an HTTP source is then fetched
+    in parts where its server and container allow it (``reader.read_parts``)."""
     url = job.url_template.format(url=row["url"]) if job.url_template else row["url"]
-    extra = {}
+    extra, fetched = {}, None
     with stage("read"):
         if reader_for(job, url) == "yt-dlp":
             data, extra["yt_dlp"] = ytdlp.read(url, job.ytdlp, job.reader, keeps_video(job))
+        elif spans:
+            data, fetched = read_parts(url, job.reader, spans)
         else:
             data = read(url, job.reader)
     with stage("probe"):
         info = probe(data, job.limits)
     meta = {k: v for k, v in row.items() if v is not None}
     meta.update(extra, probe=info)
-    sample = Sample(row["key"], {info["ext"]: data}, meta)
+    sample = Sample(row["key"], {info["ext"]: data}, meta, fetched)
     if row.get("caption"):
         sample.files[TXT] = str(row["caption"]).encode()
     return sample
@@ -88,8 +93,9 @@ def tar_rows(job: Job, shard_id: int) -> Iterator[TarRow]:
     yield TarRow(f"_broken_tar_{read:05d}", url, read, {}, error=message)
 
 
-def fetch_sample(job: Job, row: TarRow) -> Sample:
-    """A tar sample -> a Sample with its old json, a fresh probe and a provenance entry."""
+def fetch_sample(job: Job, row: TarRow, spans: list[Span] | None = None) -> Sample:
+    """A tar sample -> a Sample with its old json, a fresh probe and a provenance entry (``spans`` do not
+    matter: the member is in memory already)."""
     if row.error:
         raise DownloadError(row.error)
     files = dict(row.members)
@@ -108,7 +114,7 @@ def fetch_sample(job: Job, row: TarRow) -> Sample:
     return sample
 
 
-SOURCES: dict[str, tuple[Callable[[Job, int], Iterable[Row]], Callable[[Job, Row], Sample]]] = {
+SOURCES: dict[str, tuple[Callable[[Job, int], Iterable[Row]], Callable[[Job, Row, list[Span] | None], Sample]]] = {
     "table": (table_rows, fetch_row),
     "shards": (tar_rows, fetch_sample),
 }

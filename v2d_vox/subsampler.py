@@ -11,6 +11,11 @@ its `stage`, which decides the one hook the engine calls:
   ``batched = True`` (a model step) is handed the outputs of several sources at once through
   ``apply_batch(samples)``; the worker runs it, and every array step after it, over such groups.
 
+A step whose ``check``/``plan`` reads only the probe and the row, never the source's media bytes, says so
+with ``reads_source = False``; a clip step tells from the row alone where its clips lie
+(``source_spans``). When every meta and media step of a chain says so, a reader may fetch only those spans
+of a source (``Chain.source_spans``); the rest of its bytes are then zeros that nothing reads.
+
 A user adds a subsampler in one file: decorate the class with ``@register("name")`` and refer to it
 in a config as ``name`` (after importing the file) or as ``"package.module:ClassName"``. The built-ins
 register when the ``subsamplers`` package is imported; the engine builds chains through
@@ -40,6 +45,11 @@ class Subsampler:
     name: ClassVar[str]
     stage: ClassVar[Stage]
     batched: ClassVar[bool] = False  # array steps: wants samples from several sources per apply_batch call
+    reads_source: ClassVar[bool] = True  # check/plan may decode sample.media anywhere (False: probe and row only)
+
+    def source_spans(self, row: dict[str, Any]) -> list[tuple[float, float]] | None:
+        """The source time ranges this step's outputs lie in, from the table row alone; None: not narrowed."""
+        return None
 
     def check(self, sample: Sample) -> None:
         raise NotImplementedError
@@ -123,3 +133,11 @@ class Chain:
         steps = self.stage("array")
         first = next((i for i, s in enumerate(steps) if s.batched), len(steps))
         return steps[:first], steps[first:]
+
+    def source_spans(self, row: dict[str, Any]) -> list[tuple[float, float]] | None:
+        """The source time ranges every output of ``row`` comes from (the last media step that narrows them
+        sets the clips), when no meta or media step reads the source itself; None: all of the source."""
+        if any(s.reads_source for s in self.steps if s.stage != "array"):
+            return None
+        found = [spans for s in self.stage("media") if (spans := s.source_spans(row)) is not None]
+        return found[-1] if found else None

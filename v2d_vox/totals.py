@@ -60,7 +60,8 @@ def aggregate(per_shard: dict[int, dict[str, Any]], shard_ids: list[int] | None 
         "shards_total": len(ids), "shards_done": len(stats),
         "shards_failed": [s for s in ids if s not in per_shard],
         "samples": sums["count"], "outputs": sums.get("outputs", sums.get("successes", 0)),
-        "bytes_downloaded": sums["bytes_downloaded"], "bytes_written": sums["bytes_written"],
+        "bytes_downloaded": sums["bytes_downloaded"], "source_bytes": sums["source_bytes"],
+        "bytes_written": sums["bytes_written"],
         "tasks": sorted({st.get("task", "curate") for st in stats}),
         "shard_seconds": round(shard_seconds, 3),
         "samples_per_shard_second": round(sums["count"] / shard_seconds, 3) if shard_seconds else None,
@@ -120,6 +121,12 @@ def _size(n: float) -> str:
     return ""
 
 
+def _of_sources(s: dict[str, Any]) -> str:
+    """`` of 27.0 MB of sources (0.21)`` when only parts of the sources were fetched (HTTP ranges)."""
+    fetched, sources = s["bytes_downloaded"], s.get("source_bytes") or 0
+    return f" of {_size(sources)} of sources ({fetched / sources:.2f})" if fetched < sources else ""
+
+
 def format_stats(s: dict[str, Any]) -> str:
     """The human summary ``v2d-vox stats`` prints."""
     failed = s["shards_failed"]
@@ -127,7 +134,7 @@ def format_stats(s: dict[str, Any]) -> str:
              + (f" {failed[:20]}{' ...' if len(failed) > 20 else ''}" if failed else ""),
              f"samples: {s['samples']}" + (" (" + ", ".join(f"{k}={v}" for k, v in s["status"].items()) + ")"
                                            if "status" in s else "") + f"; outputs: {s['outputs']}",
-             f"bytes: {_size(s['bytes_downloaded'])} fetched, {_size(s['bytes_written'])} written"]
+             f"bytes: {_size(s['bytes_downloaded'])} fetched{_of_sources(s)}, {_size(s['bytes_written'])} written"]
     m = s["media_seconds"]
     if m:
         lines.append(f"media: video {m.get('video_in', 0):.1f} s in -> {m.get('video_out', 0):.1f} s out, "

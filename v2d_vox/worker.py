@@ -126,7 +126,7 @@ def _fail(record: Row, error: Exception) -> None:
 
 # Every record has every key from the start: the parquet's columns are inferred from the first record.
 _NO_PROBE = dict.fromkeys([*_flat_probe({"format": None, "duration": None, "has_video": None, "has_audio": None}),
-                           "bytes_downloaded", "video_seconds_out", "audio_seconds_out"])
+                           "bytes_downloaded", "source_bytes", "video_seconds_out", "audio_seconds_out"])
 
 
 class CurateTask:
@@ -146,8 +146,9 @@ class CurateTask:
                        **{k: v for k, v in row.items() if k != "key"}, **_NO_PROBE}
         outputs: list[Sample] = []
         try:
-            sample = self.fetch(self.job, row)
-            record["bytes_downloaded"] = len(sample.media)
+            sample = self.fetch(self.job, row, self.chain.source_spans(row))
+            record["source_bytes"] = len(sample.media)
+            record["bytes_downloaded"] = len(sample.media) if sample.fetched is None else sample.fetched
             if "probe" in sample.meta:
                 record.update(_flat_probe(sample.meta["probe"]))
             plan = plan_media(self.chain, sample, self.job.limits)
@@ -180,6 +181,7 @@ class CurateTask:
         status_dict = Counter(r["error_message"] or SUCCESS for r in records)
         return {"successes": by_status[SUCCESS], **{s: by_status[s] for s in STATUSES if s != SUCCESS},
                 "bytes_downloaded": sum(r.get("bytes_downloaded") or 0 for r in records),
+                "source_bytes": sum(r.get("source_bytes") or 0 for r in records),
                 "media_seconds": media_seconds(records),
                 "status_dict": dict(sorted(status_dict.items())), "subsamplers": self.job.subsamplers}
 
