@@ -46,6 +46,9 @@ class DecodeConfig:
     mel_hop_seconds: float = 0.01  # time step of stored mel frames, to cut the same clip from them
     random_start: bool = True  # False: the clip is centred in the media
     decode_device: str = "cpu"  # "cuda": NVDEC through PyAV (see ``hwaccel``; slower than CPU on small clips)
+    # threads per video decoder: 1, because the loader's workers already fill the cores (FFmpeg's frame
+    # threads halved the throughput of 2 workers on 2 cores); 0: FFmpeg's choice, for few workers on many cores
+    decode_threads: int = 1
 
     @property
     def num_frames(self) -> int:
@@ -167,9 +170,12 @@ class _Samples:
         if self.first_time is None:
             self.first_time = frame.time or 0.0
             self.need = round((self.start - self.first_time + self.seconds) * self.rate)
-        for f in self.resampler.resample(frame):
-            self.chunks.append(f.to_ndarray()[0])
-            self.have += len(self.chunks[-1])
+        if frame.format.name in ("flt", "fltp") and frame.layout.nb_channels == 1 and frame.sample_rate == self.rate:
+            chunks = [frame.to_ndarray()[0]]  # already mono float at the rate: the resampler would only copy
+        else:
+            chunks = [f.to_ndarray()[0] for f in self.resampler.resample(frame)]
+        self.chunks.extend(chunks)
+        self.have += sum(map(len, chunks))
 
     def result(self) -> dict:
         self.chunks.extend(f.to_ndarray()[0] for f in self.resampler.resample(None))
@@ -191,7 +197,9 @@ def read_clip(container: av.container.InputContainer, start: float, cfg: DecodeC
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if cfg.decode_threads != 1:
+            stream.thread_type = "AUTO"
+        stream.thread_count = cfg.decode_threads
         collectors[stream.index] = _Frames(start + _origin(container), cfg, yuv)
     if audio:
         if not container.streams.audio:
