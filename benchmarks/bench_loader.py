@@ -23,6 +23,7 @@ interleaved, best kept (the machine is shared, so single runs are noisy).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -87,7 +88,7 @@ def previous_decode(data: bytes) -> dict:
         c.seek(int(start / stream.time_base), stream=stream)
         for frame in c.decode(stream):
             while previous is not None and len(frames) < CFG.num_frames and start + len(frames) / CFG.fps < frame.time:
-                frames.append(previous.to_ndarray(format="rgb24", width=CFG.size, height=CFG.size))
+                frames.append(previous.to_ndarray(format="rgb24", width=CFG.size, height=CFG.size))  # square clips
             if len(frames) == CFG.num_frames:
                 break
             previous = frame
@@ -153,10 +154,10 @@ def timed(batches, batch_size_of) -> tuple[int, float, float, float, float]:
 BEFORE = """
 import json, os, sys, time
 from v2d_vox.loader import LogMel, Normalize, make_loader
-shards, workers, batch = json.loads(sys.argv[1])
+shards, workers, batch, size = json.loads(sys.argv[1])
 ready = {"video": Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "audio->mel": LogMel()}
 loader = make_loader(shards, batch_size=batch, num_workers=workers, shuffle_buffer=16, clip_seconds=2.0, fps=25,
-                     size=112, random_start=False, device="cpu", batch_transforms=ready)
+                     size=size, random_start=False, device="cpu", batch_transforms=ready)
 cpu = lambda: sum(os.times()[:4])
 t0, cpu0, first, n = time.perf_counter(), cpu(), None, 0
 for b in loader:
@@ -168,8 +169,9 @@ print(json.dumps([n, time.perf_counter() - t0, first, cpu() - cpu0]))
 
 def run_before(tree: str, shards: list[str], workers: int, batch_size: int) -> tuple[int, float, float, float]:
     """The loader of another checkout on the same shards, timed inside its own process."""
-    out = subprocess.run([sys.executable, "-c", BEFORE, json.dumps([shards, workers, batch_size])], check=True,
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tree}, cwd=tree)
+    spec = json.dumps([shards, workers, batch_size, CFG.size])
+    out = subprocess.run([sys.executable, "-c", BEFORE, spec], check=True, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": tree}, cwd=tree)
     n, secs, first, cpu = json.loads(out.stdout.splitlines()[-1])
     return n, secs, first, float("nan"), cpu
 
@@ -180,8 +182,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--size", type=int, default=112, help="training size; 224: the clips' own, no resize")
     parser.add_argument("--before", help="a checkout of the loader to compare with (run from there)")
     args = parser.parse_args()
+    global CFG
+    CFG = dataclasses.replace(CFG, size=args.size)
     sources = sorted(MEDIA.glob("pc-avs__*.mp4"))
     root = Path(tempfile.mkdtemp(prefix="bench_loader_"))
     ready = {"video": Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "audio->mel": LogMel()}
@@ -232,7 +237,8 @@ def main() -> None:
     cores = min(args.workers, os.cpu_count() or 1)
     ceiling = results["decode-only ceiling"][0]
     results["decode-only ceiling"][1] = float("nan")
-    print(f"{args.clips} clips of 2 s (224px 25 fps H.264 + AAC -> normalized 50x3x112x112 float + 80-mel), "
+    print(f"{args.clips} clips of 2 s (224px 25 fps H.264 + AAC -> normalized 50x3x{CFG.size}x{CFG.size} float"
+          " + 80-mel), "
           f"{args.workers} workers on {cores} cores, batch {args.batch_size}, best of {args.rounds}, "
           f"load average {os.getloadavg()[0]:.1f}")
     cpu_ceiling = results["decode-only ceiling"][3]

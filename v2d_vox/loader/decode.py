@@ -46,8 +46,8 @@ class DecodeConfig:
     mel_hop_seconds: float = 0.01  # time step of stored mel frames, to cut the same clip from them
     random_start: bool = True  # False: the clip is centred in the media
     decode_device: str = "cpu"  # "cuda": NVDEC through PyAV (see ``hwaccel``; slower than CPU on small clips)
-    # threads per video decoder: 1, because the loader's workers already fill the cores (FFmpeg's frame
-    # threads halved the throughput of 2 workers on 2 cores); 0: FFmpeg's choice, for few workers on many cores
+    # threads per video decoder and scaler: 1, because the loader's workers already fill the cores (FFmpeg's
+    # frame and slice threads halved the throughput of 2 workers on 2 cores); 0: FFmpeg's choice
     decode_threads: int = 1
 
     @property
@@ -99,6 +99,7 @@ class _Frames:
 
     def __init__(self, start: float, cfg: DecodeConfig, yuv: bool):
         self.start, self.fps, self.count, self.size, self.yuv = start, cfg.fps, cfg.num_frames, cfg.size, yuv
+        self.threads = cfg.decode_threads
         self.frames: list = []
         self.previous: av.VideoFrame | None = None
         self.last: tuple | None = None  # (frame, its output): frames repeated on the grid are converted once
@@ -125,7 +126,7 @@ class _Frames:
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
         h, w, top, left, oh, ow = geometry(frame.height, frame.width, self.size)
-        rgb = self.reformatter.reformat(frame, width=w, height=h, format="rgb24").to_ndarray()
+        rgb = self.reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=self.threads).to_ndarray()
         return rgb[top : top + oh, left : left + ow]
 
     def _planes(self, frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +136,7 @@ class _Frames:
             self.color = (frame.colorspace, name == "yuvj420p" or frame.color_range == 2)
         name, width, height = self.layout
         if (frame.format.name, frame.width, frame.height) != self.layout:  # other pixel format, NV12 from NVDEC
-            frame = self.reformatter.reformat(frame, width=width, height=height, format=name)
+            frame = self.reformatter.reformat(frame, width=width, height=height, format=name, threads=self.threads)
         y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes)
         return y.copy(), np.stack([u, v])
 

@@ -11,7 +11,8 @@ each pass, a ``webdataset.DataPipeline`` of these stages and iterates it::
 
 Main side (``Loader``): a ``webdataset.WebLoader`` (a ``DataLoader`` iteration per pass, ``with_epoch`` for
 ``epoch_batches``) plus one appended stage that merges stats, records progress, moves batches to ``device``
-(non_blocking, from pinned memory when ``pin_memory``) and runs ``batch_transforms`` there. Workers start
+(non_blocking, from pinned memory when ``pin_memory``), turns YUV planes into RGB there (``convert``) and
+runs ``batch_transforms`` there. Workers start
 anew for each pass, with the dataset as it is then: ``dataset.progress`` always names the next pass.
 
 Every random choice (shard order, shuffle, clip start, augmentation, triplets) comes from generators seeded
