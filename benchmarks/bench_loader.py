@@ -1,57 +1,109 @@
-"""Loader throughput against its ceiling and a plain baseline, side by side in one run.
+"""Loader throughput against the decode-only ceiling, side by side in one run.
 
-    python benchmarks/bench_loader.py [--clips 96] [--workers 2]
+    PYTHONPATH=$PWD python benchmarks/bench_loader.py [--clips 96] [--workers 2] [--rounds 2] [--before DIR]
 
-Same clips for all three (real 224x224 25 fps talking heads with 16 kHz AAC, copied to fill --clips):
-  ceiling   raw PyAV: demux + decode the clip's video and audio packets in --workers processes, no
-            conversion, no batching (what the codecs cost)
-  loader    make_loader: tar shards, shuffle, decode to 2 s x 25 fps x 112 px uint8 + 16 kHz audio, batches
-  map-style torch Dataset over a folder of mp4 files, the same decode functions, default DataLoader
-Reports clips/s, time to first batch and ratios; each method runs --rounds times, interleaved, best kept
-(the machine is shared, so single runs are noisy).
+Same clips for all (real 224x224 25 fps talking heads with 16 kHz AAC, copied to fill --clips), 2 s centred:
+  ceiling    --workers processes, each clip opened once, its video and audio packets demuxed and decoded
+             from the keyframe before the clip to its end; no conversion, no batching (what the codecs cost)
+  loader     make_loader to training-ready tensors: tar shards, shuffle, decode, 112 px RGB, batches, moved to
+             device="cpu", Normalize to float and LogMel there (frames become RGB in the workers: convert=auto)
+  loader, convert=device   the same with YUV planes out of the workers and the RGB conversion + resize batched
+             on the (CPU) device in the main process: the GPU path's layout, timed on CPU
+  before (--before DIR)    the same loader run from another checkout (e.g. ``git archive`` of the commit
+             before issue 15 unpacked into DIR), in a subprocess, timed there: a before/after in one run
+  previous decode          map-style Dataset over mp4 files with the loader's decode before issue 15 (three
+             container opens per clip, a new swscale context per frame)
+Reports clips/s, clips/s per core, time to first batch, peak RSS per worker process (VmHWM, which counts the
+pages a forked worker shares with its parent), ratios to the ceiling, and CPU milliseconds per clip (main
+process and workers together), whose ratio to the ceiling's holds up better than wall time when other jobs
+share the cores. Each method runs --rounds times,
+interleaved, best kept (the machine is shared, so single runs are noisy).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from multiprocessing import Pool
 from pathlib import Path
 
 import av
+import numpy as np
 import torch
 import webdataset as wds
 
-from v2d_vox.loader import DecodeConfig, make_loader, read_audio, read_video
+from v2d_vox.loader import DecodeConfig, LogMel, Normalize, make_loader
 from v2d_vox.loader.decode import _duration
+from v2d_vox.media import open_media
 
 MEDIA = Path(__file__).parents[1] / "tests" / "data"
 CFG = DecodeConfig(clip_seconds=2.0, fps=25, size=112, sample_rate=16000, random_start=False)
 
 
-def centred_start(data: bytes) -> float:
-    with av.open(io.BytesIO(data)) as c:
-        return max(0.0, (_duration(c) or 0.0) - CFG.clip_seconds) / 2
+def centred_start(container: av.container.InputContainer) -> float:
+    return max(0.0, (_duration(container) or 0.0) - CFG.clip_seconds) / 2
 
 
 def raw_decode(path: str) -> int:
-    """Decode the packets the clip needs (from the start: these files have one keyframe), nothing else."""
-    data = Path(path).read_bytes()
-    end = centred_start(data) + CFG.clip_seconds
-    n = 0
-    with av.open(io.BytesIO(data)) as c:
-        for stream in (c.streams.video[0], c.streams.audio[0]):
-            c.seek(0)
-            for frame in c.decode(stream):
+    """One open; decode the clip's video and audio packets in one demux pass, convert nothing."""
+    n, done = 0, set()
+    with open_media(Path(path).read_bytes()) as c:
+        start = centred_start(c)
+        end = start + CFG.clip_seconds
+        video, audio = c.streams.video[0], c.streams.audio[0]
+        video.thread_count = 1  # as many processes as cores: FFmpeg's frame threads only add overhead
+        if start > 0:
+            c.seek(int(start / video.time_base), stream=video)
+        for packet in c.demux(video, audio):
+            if packet.stream.index in done:
+                continue
+            for frame in packet.decode():
                 n += 1
                 if frame.time is not None and frame.time >= end:
+                    done.add(packet.stream.index)
                     break
+            if len(done) == 2:
+                break
     return n
+
+
+def previous_decode(data: bytes) -> dict:
+    """The loader's decode before issue 15: one open for the duration, one for video, one for audio, and
+    ``to_ndarray`` with a size (a new swscale context per frame)."""
+    with av.open(io.BytesIO(data)) as c:
+        start = centred_start(c)
+    frames, previous = [], None
+    with av.open(io.BytesIO(data)) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        c.seek(int(start / stream.time_base), stream=stream)
+        for frame in c.decode(stream):
+            while previous is not None and len(frames) < CFG.num_frames and start + len(frames) / CFG.fps < frame.time:
+                frames.append(previous.to_ndarray(format="rgb24", width=CFG.size, height=CFG.size))  # square clips
+            if len(frames) == CFG.num_frames:
+                break
+            previous = frame
+    chunks = []
+    with av.open(io.BytesIO(data)) as c:
+        stream = c.streams.audio[0]
+        c.seek(int(start / stream.time_base), stream=stream)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=CFG.sample_rate)
+        for frame in c.decode(stream):
+            chunks.extend(f.to_ndarray()[0] for f in resampler.resample(frame))
+            if sum(map(len, chunks)) >= CFG.num_samples + 2048:
+                break
+    video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+    audio = torch.from_numpy(np.concatenate(chunks)[: CFG.num_samples].copy())
+    return {"video": video, "audio": torch.nn.functional.pad(audio, (0, CFG.num_samples - audio.shape[0]))}
 
 
 class FolderDataset(torch.utils.data.Dataset):
@@ -64,20 +116,64 @@ class FolderDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict:
-        data = self.paths[i].read_bytes()
-        start = centred_start(data)
-        video, audio = read_video(data, start, CFG), read_audio(data, start, CFG)
-        audio = torch.nn.functional.pad(audio, (0, CFG.num_samples - audio.shape[0]))
-        return {"video": video, "audio": audio}
+        return previous_decode(self.paths[i].read_bytes())
 
 
-def timed(batches, batch_size_of) -> tuple[int, float, float]:
-    t0 = time.perf_counter()
-    first, n = None, 0
+def _children() -> list[int]:
+    path = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (the workers, once a pass is over)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed(batches, batch_size_of) -> tuple[int, float, float, float, float]:
+    """(clips, seconds, seconds to the first batch, peak RSS MB of a worker process, CPU seconds)."""
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    first, n, peak = None, 0, 0.0
     for batch in batches:
         n += batch_size_of(batch)
         first = first or time.perf_counter() - t0
-    return n, time.perf_counter() - t0, first
+        peak = max([peak, *(_hwm_mb(pid) for pid in _children())])
+    return n, time.perf_counter() - t0, first, peak, cpu_seconds() - cpu0
+
+
+BEFORE = """
+import json, os, sys, time
+from v2d_vox.loader import LogMel, Normalize, make_loader
+shards, workers, batch, size = json.loads(sys.argv[1])
+ready = {"video": Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "audio->mel": LogMel()}
+loader = make_loader(shards, batch_size=batch, num_workers=workers, shuffle_buffer=16, clip_seconds=2.0, fps=25,
+                     size=size, random_start=False, device="cpu", batch_transforms=ready)
+cpu = lambda: sum(os.times()[:4])
+t0, cpu0, first, n = time.perf_counter(), cpu(), None, 0
+for b in loader:
+    n += len(b["__key__"])
+    first = first or time.perf_counter() - t0
+print(json.dumps([n, time.perf_counter() - t0, first, cpu() - cpu0]))
+"""
+
+
+def run_before(tree: str, shards: list[str], workers: int, batch_size: int) -> tuple[int, float, float, float]:
+    """The loader of another checkout on the same shards, timed inside its own process."""
+    spec = json.dumps([shards, workers, batch_size, CFG.size])
+    out = subprocess.run([sys.executable, "-c", BEFORE, spec], check=True, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": tree}, cwd=tree)
+    n, secs, first, cpu = json.loads(out.stdout.splitlines()[-1])
+    return n, secs, first, float("nan"), cpu
 
 
 def main() -> None:
@@ -85,10 +181,16 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=96)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--size", type=int, default=112, help="training size; 224: the clips' own, no resize")
+    parser.add_argument("--before", help="a checkout of the loader to compare with (run from there)")
     args = parser.parse_args()
+    global CFG
+    CFG = dataclasses.replace(CFG, size=args.size)
     sources = sorted(MEDIA.glob("pc-avs__*.mp4"))
     root = Path(tempfile.mkdtemp(prefix="bench_loader_"))
+    ready = {"video": Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "audio->mel": LogMel()}
+    results: dict[str, list[float]] = {}  # name -> [clips/s, first batch s, peak RSS MB, CPU ms per clip]
     try:
         folder = root / "files"
         folder.mkdir()
@@ -103,35 +205,48 @@ def main() -> None:
             with wds.TarWriter(shards[-1]) as sink:
                 for p in paths[k * per_shard : (k + 1) * per_shard]:
                     sink.write({"__key__": p.stem, "mp4": p.read_bytes(), "json": json.dumps({}).encode()})
-
         random.Random(0).shuffle(paths)
-        ceiling = ours = mapped = 0.0
-        first_loader = first_map = float("inf")
+
+        def keep(name: str, n: int, secs: float, first: float, peak: float, cpu: float) -> None:
+            assert n == args.clips, (name, n)
+            best = results.setdefault(name, [0.0, float("inf"), 0.0, float("inf")])
+            best[:] = [max(best[0], n / secs), min(best[1], first), max(best[2], peak), min(best[3], 1000 * cpu / n)]
+
         for _ in range(args.rounds):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_seconds()
             with Pool(args.workers) as pool:
                 pool.map(raw_decode, [str(p) for p in paths], chunksize=4)
-            ceiling = max(ceiling, args.clips / (time.perf_counter() - t0))
-
-            loader = make_loader(shards, batch_size=args.batch_size, num_workers=args.workers, shuffle_buffer=16,
-                                 clip_seconds=CFG.clip_seconds, fps=CFG.fps, size=CFG.size, random_start=False)
-            n, secs, first = timed(loader, lambda b: len(b["__key__"]))
-            assert n == args.clips and loader.stats.skipped == 0
-            ours, first_loader = max(ours, n / secs), min(first_loader, first)
-
+            keep("decode-only ceiling", args.clips, time.perf_counter() - t0, float("nan"), float("nan"),
+                 cpu_seconds() - cpu0)
+            for name, convert in (("loader", "auto"), ("loader, convert=device", "device")):
+                loader = make_loader(shards, batch_size=args.batch_size, num_workers=args.workers, shuffle_buffer=16,
+                                     clip_seconds=CFG.clip_seconds, fps=CFG.fps, size=CFG.size, random_start=False,
+                                     device="cpu", convert=convert, batch_transforms=ready)
+                keep(name, *timed(loader, lambda b: len(b["__key__"])))
+                assert loader.stats.skipped == 0
+                assert loader.cfg.on_device == (convert == "device")
+            if args.before:
+                keep("before: " + Path(args.before).name, *run_before(args.before, shards, args.workers,
+                                                                      args.batch_size))
             baseline = torch.utils.data.DataLoader(FolderDataset(paths), batch_size=args.batch_size,
                                                    num_workers=args.workers, shuffle=True)
-            n, secs, first = timed(baseline, lambda b: b["video"].shape[0])
-            mapped, first_map = max(mapped, n / secs), min(first_map, first)
+            keep("previous decode, map-style", *timed(baseline, lambda b: b["video"].shape[0]))
     finally:
         shutil.rmtree(root)
 
-    print(f"{args.clips} clips of 2 s (224px 25 fps H.264 + AAC -> 50x3x112x112 uint8 + 32000 float32), "
-          f"{args.workers} workers, batch {args.batch_size}")
-    print(f"{'':22s}{'clips/s':>9s}{'first batch s':>15s}{'vs ceiling':>12s}{'vs map-style':>14s}")
-    print(f"{'raw PyAV ceiling':22s}{ceiling:9.1f}{'':>15s}{1.0:12.2f}{ceiling / mapped:14.2f}")
-    print(f"{'v2d_vox loader':22s}{ours:9.1f}{first_loader:15.2f}{ours / ceiling:12.2f}{ours / mapped:14.2f}")
-    print(f"{'map-style Dataset':22s}{mapped:9.1f}{first_map:15.2f}{mapped / ceiling:12.2f}{1.0:14.2f}")
+    cores = min(args.workers, os.cpu_count() or 1)
+    ceiling = results["decode-only ceiling"][0]
+    results["decode-only ceiling"][1] = float("nan")
+    print(f"{args.clips} clips of 2 s (224px 25 fps H.264 + AAC -> normalized 50x3x{CFG.size}x{CFG.size} float"
+          " + 80-mel), "
+          f"{args.workers} workers on {cores} cores, batch {args.batch_size}, best of {args.rounds}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    cpu_ceiling = results["decode-only ceiling"][3]
+    print(f"{'':28s}{'clips/s':>9s}{'per core':>10s}{'first batch s':>15s}{'peak RSS/worker MB':>20s}"
+          f"{'vs ceiling':>12s}{'CPU ms/clip':>13s}{'CPU vs ceiling':>16s}")
+    for name, (rate, first, peak, cpu) in results.items():
+        print(f"{name:28s}{rate:9.1f}{rate / cores:10.1f}{first:15.2f}{peak:20.0f}{rate / ceiling:12.2f}"
+              f"{cpu:13.1f}{cpu_ceiling / cpu:16.2f}")
 
 
 if __name__ == "__main__":

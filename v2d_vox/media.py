@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 
 import av
+import av.codec.hwaccel
 
 from .config import Limits
 from .sample import CONTAINER_EXTS
@@ -25,13 +26,15 @@ class TooLarge(ValueError):
     """The media declares more than a limit allows."""
 
 
-def open_media(data: bytes, max_pixels: int = MAX_PIXELS) -> av.container.InputContainer:
+def open_media(data: bytes, max_pixels: int = MAX_PIXELS,
+               hwaccel: av.codec.hwaccel.HWAccel | None = None) -> av.container.InputContainer:
     """A PyAV input container reading only ``data``. Raises ``av.error.FFmpegError`` for anything else
     (a format outside the whitelist, a file that names another file or a network address) and
     ``TooLarge`` for a video stream over ``max_pixels``; the decoders enforce the same bound on frames
-    whose size differs from the header's."""
+    whose size differs from the header's. ``hwaccel``: decode video on that device (e.g. NVDEC), same
+    confinement."""
     options = {"protocol_whitelist": "none", "format_whitelist": FORMAT_WHITELIST}
-    container = av.open(io.BytesIO(data), options=options, metadata_errors="ignore")
+    container = av.open(io.BytesIO(data), options=options, metadata_errors="ignore", hwaccel=hwaccel)
     for stream in container.streams.video:
         ctx = stream.codec_context
         if ctx.width * ctx.height > max_pixels:

@@ -72,6 +72,22 @@ def test_specaugment_masks_bands_within_widths():
     assert torch.allclose(per_mean[changed], x.mean(dim=(1, 2), keepdim=True).expand_as(x)[changed])
 
 
+def test_specaugment_time_warp_is_batched_and_equals_per_item_interpolation():
+    x, w = torch.randn(5, 3, 40, 101), 12
+    out = SpecAugment(freq_masks=0, time_masks=0, time_warp=w)(x, gen(4))
+    flat, expected = x.reshape(-1, 40, 101), []
+    for i, (u, v) in enumerate(torch.rand((15, 2), generator=gen(4)).tolist()):  # the same draws, item by item
+        centre = w + 1 + int(u * (101 - 2 * w - 2))
+        moved = min(max(centre + int((2 * v - 1) * w), 1), 100)
+        item = flat[i : i + 1]
+        left = torch.nn.functional.interpolate(item[..., :centre], size=moved, mode="linear", align_corners=False)
+        right = torch.nn.functional.interpolate(item[..., centre:], size=101 - moved, mode="linear",
+                                                align_corners=False)
+        expected.append(torch.cat([left, right], dim=-1)[0])
+    torch.testing.assert_close(out, torch.stack(expected).reshape(x.shape), atol=1e-4, rtol=0)
+    assert not torch.allclose(out, x)
+
+
 def test_specaugment_time_warp_keeps_shape_and_is_seeded():
     x = torch.arange(50.0).expand(2, 8, 50).contiguous()
     aug = SpecAugment(freq_masks=0, time_masks=0, time_warp=10)

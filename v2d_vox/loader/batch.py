@@ -25,11 +25,35 @@ def _time_dim(name: str) -> int:
     return 0 if name == "video" else -1
 
 
+def collate_yuv(samples: list[dict], length: int) -> tuple[list[dict], torch.Tensor]:
+    """The samples' ``video_yuv`` planes -> groups of equal frame size and colour (``y`` (n, T, H, W), ``uv``
+    (n, T, 2, H/2, W/2), ``rows``: their places in the batch, ``colorspace``, ``full_range``) and the
+    (B, T) frame mask; ``color.batch_to_rgb`` turns them into ``video``."""
+    groups: dict[tuple, list[int]] = {}
+    for i, s in enumerate(samples):
+        if "video_yuv" in s:
+            p = s["video_yuv"]
+            groups.setdefault((tuple(p["y"].shape[1:]), p["colorspace"], p["full_range"]), []).append(i)
+    valid = torch.zeros(len(samples), dtype=torch.int64)
+    out = []
+    for (_, colorspace, full), rows in groups.items():
+        ys, uvs = [], []
+        for i in rows:
+            p = samples[i]["video_yuv"]
+            y, valid[i] = fit(p["y"], length, 0)
+            ys.append(y)
+            uvs.append(fit(p["uv"], length, 0)[0])
+        out.append({"y": torch.stack(ys), "uv": torch.stack(uvs), "rows": torch.tensor(rows),
+                    "colorspace": colorspace, "full_range": full})
+    return out, torch.arange(length)[None, :] < valid[:, None]
+
+
 def collate(samples: list[dict], sizes: Sizes) -> dict:
     """Samples -> batch: stacked ``video`` (B, T, C, H, W), ``audio`` (B, N), ``mel`` (B, M, F), each with a
     bool ``{field}_mask`` (B, length) that is False on padding and for samples lacking the field (audio-only
     samples in a video batch); ``label`` (B,) int64 (-1 if unknown); lists of keys, metadata and
-    ``__ids__`` ((url, index) pairs, which the loader uses to track progress)."""
+    ``__ids__`` ((url, index) pairs, which the loader uses to track progress). Video decoded as planes is
+    collated as ``video_yuv`` groups (see ``collate_yuv``) with the same ``video_mask``."""
     batch: dict = {
         "__key__": [s["__key__"] for s in samples],
         "__ids__": [(s["__url__"], s["__index__"]) for s in samples],
@@ -46,6 +70,8 @@ def collate(samples: list[dict], sizes: Sizes) -> dict:
         batch[name] = torch.stack([x for x, _ in fitted])
         valid = torch.tensor([n for _, n in fitted])
         batch[f"{name}_mask"] = torch.arange(length)[None, :] < valid[:, None]
+    if "video" in sizes and any("video_yuv" in s for s in samples):
+        batch["video_yuv"], batch["video_mask"] = collate_yuv(samples, sizes["video"])
     return batch
 
 

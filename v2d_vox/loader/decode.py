@@ -1,9 +1,14 @@
 """Decode webdataset samples from their bytes with PyAV: one clip of video frames, audio or a stored mel.
 
 No temporary files: containers are opened from the bytes by ``v2d_vox.media.open_media``, which
-never lets a crafted file open another file or a socket. Frames are picked on a fixed time grid
-(``start + i / fps``, the latest decoded frame at or before each instant), so any source frame rate maps
-to the target one; only picked frames are scaled and converted.
+never lets a crafted file open another file or a socket. Each member is opened once: its duration, the
+clip start, then one demux pass that decodes the clip's video and audio packets together (audio comes
+from its own member when the sample has one). Frames are picked on a fixed time grid (``start + i / fps``,
+the latest decoded frame at or before each instant), so any source frame rate maps to the target one.
+
+Picked frames leave as RGB at the training size (swscale, one context per clip: ``to_ndarray`` with a size
+builds a new one per frame, which cost more than decoding) or, with ``yuv=True``, as their YUV 4:2:0
+planes for ``color.batch_to_rgb`` to convert a whole batch on the training device.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from dataclasses import dataclass
 import av
 import numpy as np
 import torch
+from av.codec.hwaccel import HWAccel, hwdevices_available
+from av.video.reformatter import VideoReformatter
 
 from .. import sample as contract
 from ..media import open_media
 from ..sample import AUDIO_EXTS, JSON, MEL, TXT, VIDEO_EXTS
+from .color import geometry
 from .state import LoaderStats
 
 
@@ -37,6 +45,10 @@ class DecodeConfig:
     stored_mel: bool = False  # read KEY.mel.npy (n_mels, frames) instead of decoding audio
     mel_hop_seconds: float = 0.01  # time step of stored mel frames, to cut the same clip from them
     random_start: bool = True  # False: the clip is centred in the media
+    decode_device: str = "cpu"  # "cuda": NVDEC through PyAV (see ``hwaccel``; slower than CPU on small clips)
+    # threads per video decoder and scaler: 1, because the loader's workers already fill the cores (FFmpeg's
+    # frame and slice threads halved the throughput of 2 workers on 2 cores); 0: FFmpeg's choice
+    decode_threads: int = 1
 
     @property
     def num_frames(self) -> int:
@@ -63,111 +75,214 @@ def _duration(container: av.container.InputContainer) -> float | None:
     return container.duration / av.time_base if container.duration else None
 
 
-def _scale(frame: av.VideoFrame, size: int | tuple[int, int] | None) -> np.ndarray:
-    if size is None:
-        return frame.to_ndarray(format="rgb24")
-    if isinstance(size, tuple):
-        return frame.to_ndarray(format="rgb24", height=size[0], width=size[1])
-    scale = size / min(frame.width, frame.height)
-    w, h = max(size, round(frame.width * scale)), max(size, round(frame.height * scale))
-    top, left = (h - size) // 2, (w - size) // 2
-    return frame.to_ndarray(format="rgb24", height=h, width=w)[top : top + size, left : left + size]
-
-
 def _origin(container: av.container.InputContainer) -> float:
     """Where the container's timeline starts: 0 for mp4, often 0.5 s or more for MPEG-PS/TS."""
     return container.start_time / av.time_base if container.start_time else 0.0
 
 
+def hwaccel(decode_device: str) -> HWAccel | None:
+    """The PyAV hardware decoder for ``decode_device`` ("cpu": none). Raises a one-line ValueError when the
+    device cannot decode here, before any worker starts."""
+    if decode_device == "cpu":
+        return None
+    if decode_device != "cuda":
+        raise ValueError(f"decode_device must be 'cpu' or 'cuda', not {decode_device!r}")
+    if "cuda" not in hwdevices_available() or not torch.cuda.is_available():
+        raise ValueError(f"decode_device='cuda' needs an NVIDIA GPU visible to torch and PyAV built with NVDEC "
+                         f"(torch.cuda.is_available()={torch.cuda.is_available()}, PyAV hardware devices: "
+                         f"{hwdevices_available()}); use decode_device='cpu'")
+    return HWAccel(device_type="cuda", allow_software_fallback=False)
+
+
+class _Frames:
+    """The clip's video frames on the ``start + i / fps`` grid, as RGB at ``size`` or as YUV 4:2:0 planes."""
+
+    def __init__(self, start: float, cfg: DecodeConfig, yuv: bool):
+        self.start, self.fps, self.count, self.size, self.yuv = start, cfg.fps, cfg.num_frames, cfg.size, yuv
+        self.threads = cfg.decode_threads
+        self.frames: list = []
+        self.previous: av.VideoFrame | None = None
+        self.last: tuple | None = None  # (frame, its output): frames repeated on the grid are converted once
+        self.reformatter = VideoReformatter()
+        self.layout: tuple[str, int, int] | None = None  # yuv: (format, width, height) of the clip's planes
+        self.color = (2, False)  # yuv: (AVColorSpace, full range) of the clip
+
+    @property
+    def done(self) -> bool:
+        return len(self.frames) == self.count
+
+    def add(self, frame: av.VideoFrame) -> None:
+        now = frame.time if frame.time is not None else self.start + (len(self.frames) + 1) / self.fps
+        # ``previous`` is the latest frame at or before every grid instant earlier than ``now``
+        while self.previous is not None and not self.done and self.start + len(self.frames) / self.fps < now:
+            self.frames.append(self._out(self.previous))
+        if not self.done:
+            self.previous = frame
+
+    def _out(self, frame: av.VideoFrame):
+        if self.last is None or self.last[0] is not frame:
+            self.last = frame, (self._planes(frame) if self.yuv else self._rgb(frame))
+        return self.last[1]
+
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        h, w, top, left, oh, ow = geometry(frame.height, frame.width, self.size)
+        rgb = self.reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=self.threads).to_ndarray()
+        return rgb[top : top + oh, left : left + ow]
+
+    def _planes(self, frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray]:
+        if self.layout is None:
+            name = frame.format.name if frame.format.name in ("yuv420p", "yuvj420p") else "yuv420p"
+            self.layout = name, frame.width, frame.height
+            self.color = (frame.colorspace, name == "yuvj420p" or frame.color_range == 2)
+        name, width, height = self.layout
+        if (frame.format.name, frame.width, frame.height) != self.layout:  # other pixel format, NV12 from NVDEC
+            frame = self.reformatter.reformat(frame, width=width, height=height, format=name, threads=self.threads)
+        y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes)
+        return y.copy(), np.stack([u, v])
+
+    def result(self) -> dict:
+        if self.previous is not None and not self.done:
+            self.frames.append(self._out(self.previous))  # the last frame lasts one frame interval
+        if not self.frames:
+            raise ValueError("no video frames decoded")
+        if not self.yuv:
+            return {"video": torch.from_numpy(np.stack(self.frames)).permute(0, 3, 1, 2).contiguous()}
+        colorspace, full = self.color
+        return {"video_yuv": {"y": torch.from_numpy(np.stack([y for y, _ in self.frames])),
+                              "uv": torch.from_numpy(np.stack([uv for _, uv in self.frames])),
+                              "colorspace": colorspace, "full_range": full}}
+
+
+class _Samples:
+    """The clip's audio: mono float32 at ``cfg.sample_rate`` from ``start`` for ``clip_seconds`` (or less)."""
+
+    def __init__(self, start: float, cfg: DecodeConfig):
+        self.start, self.seconds, self.rate, self.count = start, cfg.clip_seconds, cfg.sample_rate, cfg.num_samples
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
+        self.chunks: list[np.ndarray] = []
+        self.first_time: float | None = None
+        self.need = self.have = 0
+
+    @property
+    def done(self) -> bool:
+        return self.first_time is not None and self.have >= self.need
+
+    def add(self, frame: av.AudioFrame) -> None:
+        if self.first_time is None:
+            self.first_time = frame.time or 0.0
+            self.need = round((self.start - self.first_time + self.seconds) * self.rate)
+        if frame.format.name in ("flt", "fltp") and frame.layout.nb_channels == 1 and frame.sample_rate == self.rate:
+            chunks = [frame.to_ndarray()[0]]  # already mono float at the rate: the resampler would only copy
+        else:
+            chunks = [f.to_ndarray()[0] for f in self.resampler.resample(frame)]
+        self.chunks.extend(chunks)
+        self.have += sum(map(len, chunks))
+
+    def result(self) -> dict:
+        self.chunks.extend(f.to_ndarray()[0] for f in self.resampler.resample(None))
+        if not self.chunks:
+            raise ValueError("no audio samples decoded")
+        offset = max(0, round((self.start - self.first_time) * self.rate))
+        wave = np.concatenate(self.chunks)[offset : offset + self.count]
+        if wave.size == 0:
+            raise ValueError("audio ends before the clip starts")
+        return {"audio": torch.from_numpy(wave.copy())}
+
+
+def read_clip(container: av.container.InputContainer, start: float, cfg: DecodeConfig, video: bool = True,
+              audio: bool = True, yuv: bool = False) -> dict:
+    """``{"video"|"video_yuv", "audio"}`` of ``[start, start + clip_seconds)`` from an open container, in one
+    demux pass that decodes only the packets the clip needs. Raises ValueError when a stream is missing."""
+    collectors: dict[int, _Frames | _Samples] = {}
+    if video:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        if cfg.decode_threads != 1:
+            stream.thread_type = "AUTO"
+        stream.thread_count = cfg.decode_threads
+        collectors[stream.index] = _Frames(start + _origin(container), cfg, yuv)
+    if audio:
+        if not container.streams.audio:
+            raise ValueError("no audio stream")
+        collectors[container.streams.audio[0].index] = _Samples(start + _origin(container), cfg)
+    streams = [container.streams[i] for i in collectors]
+    if start > 0:  # frame times are on the container's timeline; seek to the keyframe before the clip
+        container.seek(int((start + _origin(container)) / streams[0].time_base), stream=streams[0])
+    for packet in container.demux(*streams):
+        collector = collectors[packet.stream.index]
+        if collector.done:
+            continue
+        for frame in packet.decode():
+            collector.add(frame)
+            if collector.done:
+                break
+        if all(c.done for c in collectors.values()):
+            break
+    out: dict = {}
+    for collector in collectors.values():
+        out.update(collector.result())
+    return out
+
+
 def read_video(data: bytes, start: float, cfg: DecodeConfig) -> torch.Tensor:
     """Frames of ``[start, start + clip_seconds)`` at ``cfg.fps``: uint8 (T, C, H, W), T <= cfg.num_frames."""
     with open_media(data) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        seek, start = start > 0, start + _origin(container)  # frame times are on the container's timeline
-        if seek:
-            container.seek(int(start / stream.time_base), stream=stream)
-        frames: list[np.ndarray] = []
-        previous = None
-        for frame in container.decode(stream):
-            now = frame.time if frame.time is not None else start + (len(frames) + 1) / cfg.fps
-            # ``previous`` is the latest frame at or before every grid instant earlier than ``now``
-            while previous is not None and len(frames) < cfg.num_frames and start + len(frames) / cfg.fps < now:
-                frames.append(_scale(previous, cfg.size))
-            if len(frames) == cfg.num_frames:
-                break
-            previous = frame
-        if previous is not None and len(frames) < cfg.num_frames:
-            frames.append(_scale(previous, cfg.size))  # the last frame lasts one frame interval
-    if not frames:
-        raise ValueError("no video frames decoded")
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+        return read_clip(container, start, cfg, audio=False)["video"]
 
 
 def read_audio(data: bytes, start: float, cfg: DecodeConfig) -> torch.Tensor:
     """Mono float32 samples of ``[start, start + clip_seconds)`` at ``cfg.sample_rate`` (may be shorter)."""
     with open_media(data) as container:
-        stream = container.streams.audio[0]
-        seek, start = start > 0, start + _origin(container)  # frame times are on the container's timeline
-        if seek:
-            container.seek(int(start / stream.time_base), stream=stream)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
-        chunks: list[np.ndarray] = []
-        first_time = None
-        need = None
-        for frame in container.decode(stream):
-            if first_time is None:
-                first_time = frame.time or 0.0
-                need = round((start - first_time + cfg.clip_seconds) * cfg.sample_rate)
-            chunks.extend(f.to_ndarray()[0] for f in resampler.resample(frame))
-            if sum(map(len, chunks)) >= need:
-                break
-        chunks.extend(f.to_ndarray()[0] for f in resampler.resample(None))
-    if not chunks:
-        raise ValueError("no audio samples decoded")
-    offset = max(0, round((start - first_time) * cfg.sample_rate))
-    wave = np.concatenate(chunks)[offset : offset + cfg.num_samples]
-    if wave.size == 0:
-        raise ValueError("audio ends before the clip starts")
-    return torch.from_numpy(wave.copy())
+        return read_clip(container, start, cfg, video=False)["audio"]
 
 
-def decode_sample(sample: dict, cfg: DecodeConfig, rng: random.Random) -> dict:
-    """Raw webdataset sample -> dict with "video", "audio" or "mel" tensors, "json", "start"."""
+def decode_sample(sample: dict, cfg: DecodeConfig, rng: random.Random, yuv: bool = False,
+                  accel: HWAccel | None = None) -> dict:
+    """Raw webdataset sample -> dict with "video" (or "video_yuv" planes when ``yuv``), "audio" or "mel"
+    tensors, "json", "start". Each media member is opened once; ``accel`` decodes its video (see ``hwaccel``)."""
     meta = json.loads(sample[JSON]) if JSON in sample else {}
     video_ext = next((e for e in VIDEO_EXTS if e in sample), None)
     audio_ext = next((e for e in AUDIO_EXTS if e in sample), None)
-    media = sample.get(video_ext) or sample.get(audio_ext)
-    if media is None and not (cfg.stored_mel and MEL in sample):
+    media_ext = video_ext or audio_ext
+    if media_ext is None and not (cfg.stored_mel and MEL in sample):
         raise ValueError(f"no media member among {sorted(k for k in sample if not k.startswith('__'))}")
     out = {k: sample[k] for k in ("__key__", "__url__", "__index__")}
     out["json"] = meta
     mel = np.load(io.BytesIO(sample[MEL])) if cfg.stored_mel and MEL in sample else None
-    if media is not None:
-        with open_media(media) as container:
-            duration = _duration(container)
+    want_video = cfg.video and video_ext is not None
+    audio_from = (audio_ext or video_ext) if cfg.audio and mel is None else None
+
+    def clip_start(duration: float | None) -> float:
+        slack = max(0.0, (duration or 0.0) - cfg.clip_seconds)
+        return rng.uniform(0.0, slack) if cfg.random_start else slack / 2
+
+    if media_ext is None:
+        start = clip_start(mel.shape[-1] * cfg.mel_hop_seconds)
     else:
-        duration = mel.shape[-1] * cfg.mel_hop_seconds
-    slack = max(0.0, (duration or 0.0) - cfg.clip_seconds)
-    start = rng.uniform(0.0, slack) if cfg.random_start else slack / 2
+        with open_media(sample[media_ext], hwaccel=accel if want_video else None) as container:
+            start = clip_start(_duration(container))
+            if want_video or audio_from == media_ext:
+                out.update(read_clip(container, start, cfg, video=want_video, audio=audio_from == media_ext,
+                                     yuv=yuv))
+    if audio_from is not None and audio_from != media_ext:  # the sample's own audio member
+        with open_media(sample[audio_from]) as container:
+            out.update(read_clip(container, start, cfg, video=False))
     out["start"] = start
-    if cfg.video and video_ext is not None:
-        out["video"] = read_video(sample[video_ext], start, cfg)
     if mel is not None:
         first = round(start / cfg.mel_hop_seconds)
         out["mel"] = torch.from_numpy(np.ascontiguousarray(mel[..., first : first + cfg.mel_frames]))
-    elif cfg.audio:
-        source = sample.get(audio_ext) or sample.get(video_ext)
-        out["audio"] = read_audio(source, start, cfg)
     if TXT in sample:
         out[TXT] = sample[TXT].decode("utf-8", "replace")
     return out
 
 
-def decode(src: Iterable[dict], cfg: DecodeConfig, rng: random.Random, stats: LoaderStats) -> Iterator[dict]:
+def decode(src: Iterable[dict], cfg: DecodeConfig, rng: random.Random, stats: LoaderStats,
+           yuv: bool = False) -> Iterator[dict]:
     """Stage: decode each sample; one that fails is counted (``decode_errors``) and skipped, without sleeping."""
+    accel = hwaccel(cfg.decode_device)
     for sample in src:
         try:
-            yield decode_sample(sample, cfg, rng)
+            yield decode_sample(sample, cfg, rng, yuv=yuv, accel=accel)
         except Exception as exn:  # noqa: BLE001 - any broken member must only cost its own sample
             stats.drop(sample, "decode_errors", exn)

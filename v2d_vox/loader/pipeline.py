@@ -11,7 +11,8 @@ each pass, a ``webdataset.DataPipeline`` of these stages and iterates it::
 
 Main side (``Loader``): a ``webdataset.WebLoader`` (a ``DataLoader`` iteration per pass, ``with_epoch`` for
 ``epoch_batches``) plus one appended stage that merges stats, records progress, moves batches to ``device``
-(non_blocking, from pinned memory when ``pin_memory``) and runs ``batch_transforms`` there. Workers start
+(non_blocking, from pinned memory when ``pin_memory``), turns YUV planes into RGB there (``convert``) and
+runs ``batch_transforms`` there. Workers start
 anew for each pass, with the dataset as it is then: ``dataset.progress`` always names the next pass.
 
 Every random choice (shard order, shuffle, clip start, augmentation, triplets) comes from generators seeded
@@ -38,7 +39,8 @@ import torch
 import webdataset as wds
 
 from .batch import batched, collate, collate_triplets
-from .decode import DecodeConfig, decode
+from .color import batch_to_rgb
+from .decode import DecodeConfig, decode, hwaccel
 from .shards import expand, resampled, shard_order, skip_done_shards, split_by_node, split_by_worker, tar_samples
 from .state import LoaderStats, Progress
 from .transforms import apply
@@ -72,6 +74,7 @@ class LoaderConfig:
     triplets: bool = False
     triplet_buffer: int = 128  # decoded samples kept for positives/negatives
     identity_field: str = "identity"
+    convert: str = "auto"  # where frames become RGB at ``size``: "worker" | "device" | "auto" (see ``on_device``)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     @classmethod
@@ -81,6 +84,21 @@ class LoaderConfig:
         decode_names = {f.name for f in dataclasses.fields(DecodeConfig)}
         decode_kw = {k: kw.pop(k) for k in list(kw) if k in decode_names}
         return dataclasses.replace(config, decode=dataclasses.replace(config.decode, **decode_kw), **kw)
+
+    @property
+    def on_device(self) -> bool:
+        """Whether frames leave the workers as YUV planes and become RGB on ``device`` after the transfer.
+        "auto": when ``device`` is an accelerator and no per-sample transform reads ``video``; on CPU the
+        workers' swscale (one context per clip) is faster than torch's CPU resize."""
+        video_transforms = any(name.partition("->")[0] == "video" for name in self.transforms)
+        if self.convert not in ("auto", "worker", "device"):
+            raise ValueError(f"convert must be 'auto', 'worker' or 'device', not {self.convert!r}")
+        if self.convert == "device" and video_transforms:
+            raise ValueError("convert='device' makes RGB video only after the workers: move the per-sample "
+                             "'video' transforms to batch_transforms")
+        if self.convert == "auto":
+            return self.device is not None and torch.device(self.device).type != "cpu" and not video_transforms
+        return self.convert == "device"
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -195,6 +213,8 @@ class ClipDataset(wds.DataPipeline):
         if not self.urls:
             raise ValueError("no shard urls")
         self.cfg = cfg
+        self.on_device = cfg.on_device  # checks ``convert`` before any worker starts
+        hwaccel(cfg.decode.decode_device)  # the same for ``decode_device``
         self.progress = Progress()
 
     def batches(self) -> Iterator[dict]:
@@ -235,7 +255,7 @@ class ClipDataset(wds.DataPipeline):
             partial(skip_consumed, progress=progress),
             *([partial(select_samples, predicate=predicate, stats=stats)] if predicate else []),
             partial(shuffle, size=cfg.shuffle_buffer, rng=rng),
-            partial(decode, cfg=cfg.decode, rng=rng, stats=stats),
+            partial(decode, cfg=cfg.decode, rng=rng, stats=stats, yuv=self.on_device),
             partial(add_labels, label_map=cfg.label_map, field_name=cfg.label_field, stats=stats),
             partial(map_transforms, transforms=cfg.transforms, g=g),
             *pairing,
@@ -318,8 +338,9 @@ class Loader(wds.WebLoader):
             self.window += 1
             if self.device is not None:
                 batch = to_device(batch, self.device)
-            if cfg.batch_transforms:
-                for part in (batch[r] for r in ("anchor", "positive", "negative")) if cfg.triplets else [batch]:
+            for part in (batch[r] for r in ("anchor", "positive", "negative")) if cfg.triplets else [batch]:
+                batch_to_rgb(part, cfg.decode.size)
+                if cfg.batch_transforms:
                     apply(part, cfg.batch_transforms, g)
             yield batch
         # reached only when the for loop asks for more: a ``with_epoch`` window goes on into the next pass

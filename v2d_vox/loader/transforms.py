@@ -72,7 +72,10 @@ class Normalize:
         shape = (-1, 1, 1)
         mean = torch.as_tensor(self.mean, dtype=torch.float32, device=x.device).view(shape)
         std = torch.as_tensor(self.std, dtype=torch.float32, device=x.device).view(shape)
-        return (_as_float(x) - mean) / std
+        if x.dtype != torch.uint8:
+            return (x - mean) / std
+        # one float copy scaled in place: a batch of clips is large, and temporaries cost more than the math
+        return x.to(torch.float32).mul_(1.0 / (255.0 * std)).add_(-mean / std)
 
 
 class LogMel(MelSpec):
@@ -120,21 +123,27 @@ class SpecAugment:
         return torch.where(freq | time, fill, x)
 
     def warp(self, x: torch.Tensor, g: Generator = None) -> torch.Tensor:
+        """Every item at once on its device: the left part [0, centre) is stretched linearly onto [0, moved)
+        and the rest onto [moved, n), as ``F.interpolate(mode="linear")`` would do part by part."""
         *lead, n_freq, n_time = x.shape
         w = self.time_warp
         if n_time <= 2 * w + 1:
             return x
         flat = x.reshape(-1, n_freq, n_time)
-        out = torch.empty_like(flat)
-        draws = _rand((flat.shape[0], 2), x, g).cpu()
-        for i, (u, v) in enumerate(draws.tolist()):
-            centre = w + 1 + int(u * (n_time - 2 * w - 2))
-            moved = min(max(centre + int((2 * v - 1) * w), 1), n_time - 1)
-            item = flat[i : i + 1]
-            left = F.interpolate(item[..., :centre], size=moved, mode="linear", align_corners=False)
-            right = F.interpolate(item[..., centre:], size=n_time - moved, mode="linear", align_corners=False)
-            out[i] = torch.cat([left, right], dim=-1)[0]
-        return out.reshape(x.shape)
+        draws = _rand((flat.shape[0], 2), x, g)
+        centre = (w + 1 + (draws[:, :1] * (n_time - 2 * w - 2)).trunc()).long()
+        moved = (centre + ((2 * draws[:, 1:] - 1) * w).trunc().long()).clamp(1, n_time - 1)
+        j = torch.arange(n_time, device=x.device)[None, :]
+        left = j < moved
+        size_in = torch.where(left, centre, n_time - centre).to(x.dtype)  # length of the part j reads from
+        size_out = torch.where(left, moved, n_time - moved).to(x.dtype)
+        offset_in, offset_out = torch.where(left, 0, centre), torch.where(left, 0, moved)
+        src = ((j - offset_out + 0.5) * (size_in / size_out) - 0.5).clamp(min=0)
+        i0 = src.floor().long().clamp(max=(size_in - 1).long())
+        i1 = torch.minimum(i0 + 1, (size_in - 1).long())
+        frac = (src - i0).unsqueeze(1)
+        at = lambda i: flat.gather(2, (i + offset_in).unsqueeze(1).expand(-1, n_freq, -1))  # noqa: E731
+        return (at(i0) * (1 - frac) + at(i1) * frac).reshape(x.shape)
 
 
 @dataclass
