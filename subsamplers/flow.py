@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from v2d_vox.errors import SubsampleError
+from v2d_vox.media import TooLarge, open_media
 from v2d_vox.sample import FLOW, Sample, video_member
 from v2d_vox.subsampler import Subsampler, register
 
@@ -23,7 +24,7 @@ from v2d_vox.subsampler import Subsampler, register
 def gray_frames(data: bytes, step: int, width: int) -> list[np.ndarray]:
     """Every ``step``-th frame of the first video stream as uint8 gray, ``width`` wide (even height)."""
     out = []
-    with av.open(io.BytesIO(data)) as container:
+    with open_media(data) as container:
         if not container.streams.video:
             raise SubsampleError("optical_flow: the sample has no video stream")
         stream = container.streams.video[0]
@@ -65,7 +66,7 @@ class OpticalFlow(Subsampler):
             raise SubsampleError("optical_flow: the sample has no video member")
         try:
             frames = gray_frames(sample.files[ext], self.frame_step, self.width)
-        except av.error.FFmpegError as e:
+        except (av.error.FFmpegError, TooLarge) as e:
             raise SubsampleError(f"optical_flow: cannot decode video: {type(e).__name__}") from None
         if len(frames) < 2:
             raise SubsampleError(f"optical_flow: {len(frames)} frame(s) at frame_step {self.frame_step}; need 2")

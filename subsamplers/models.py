@@ -33,6 +33,7 @@ import av
 import numpy as np
 
 from v2d_vox.errors import SubsampleError
+from v2d_vox.media import TooLarge, open_media
 from v2d_vox.melspec import MelSpec
 from v2d_vox.sample import EMBEDDING, TXT, Sample, audio_member, video_member
 from v2d_vox.subsampler import Subsampler, register
@@ -155,10 +156,10 @@ def sampled_frames(sample: Sample, count: int, size: int) -> Any:
     if ext is None:
         raise SubsampleError("the sample has no video member")
     try:
-        with av.open(io.BytesIO(sample.files[ext])) as container:
+        with open_media(sample.files[ext]) as container:
             frames = [f.reformat(width=size, height=size, format="rgb24").to_ndarray()
                       for f in container.decode(video=0)]
-    except av.error.FFmpegError as e:
+    except (av.error.FFmpegError, TooLarge) as e:
         raise SubsampleError(f"cannot decode video: {type(e).__name__}") from None
     if not frames:
         raise SubsampleError("the video holds no frames")

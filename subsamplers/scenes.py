@@ -14,13 +14,13 @@ in that clip's json; the step's arguments and the frames it scored go under
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import av
 import numpy as np
 
 from v2d_vox.errors import SubsampleError
+from v2d_vox.media import TooLarge, open_media
 from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Subsampler, register
 
@@ -30,7 +30,7 @@ SCENE_CUTS = "scene_cuts"  # json field: cut times in seconds (source timeline f
 def find_cuts(data: bytes, threshold: float, min_scene_seconds: float, width: int) -> tuple[list[float], int]:
     """(cut times in seconds from the container's start, frames scored) of the first video stream; no
     video stream: no cuts. The times are those of the first frame of each new scene."""
-    with av.open(io.BytesIO(data)) as container:
+    with open_media(data) as container:
         if not container.streams.video:
             return [], 0
         stream = container.streams.video[0]
@@ -78,7 +78,7 @@ class SceneCuts(Subsampler):
     def check(self, sample: Sample) -> None:
         try:
             cuts, frames = find_cuts(sample.media, self.threshold, self.min_scene_seconds, self.width)
-        except av.error.FFmpegError as e:
+        except (av.error.FFmpegError, TooLarge) as e:
             raise SubsampleError(f"scene_cuts: cannot decode video: {type(e).__name__}") from None
         sample.meta[SCENE_CUTS] = cuts
         sample.meta["scene_detection"] = {**self.describe(), "frames": frames}
