@@ -71,3 +71,17 @@ def test_batch_pads_short_clips_with_masks(real_shard):
     crow = batch["__key__"].index("crow")
     assert batch["audio_mask"][crow].sum() < 8000 and batch["audio_mask"].sum(1).tolist().count(32000) == 3
     assert torch.all(batch["audio"][crow][~batch["audio_mask"][crow]] == 0)
+
+
+def test_a_json_that_is_not_an_object_costs_its_sample_only(tmp_path):
+    """Regression: a list as KEY.json ended the epoch with an AttributeError in the label stage."""
+    import webdataset as wds
+    from support import DATA
+
+    clip = (DATA / "pc-avs__Input_00010.mp4").read_bytes()
+    with wds.TarWriter(str(tmp_path / "s.tar")) as w:
+        w.write({"__key__": "bad", "mp4": clip, "json": b"[1, 2]"})
+        w.write({"__key__": "good", "mp4": clip, "json": b'{"identity": "a"}'})
+    loader = make_loader(str(tmp_path / "s.tar"), batch_size=1, num_workers=0, label_map={"a": 0})
+    keys = [k for batch in loader for k in batch["__key__"]]
+    assert keys == ["good"] and loader.stats.counts["decode_errors"] == 1

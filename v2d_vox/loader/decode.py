@@ -242,6 +242,8 @@ def decode_sample(sample: dict, cfg: DecodeConfig, rng: random.Random, yuv: bool
     """Raw webdataset sample -> dict with "video" (or "video_yuv" planes when ``yuv``), "audio" or "mel"
     tensors, "json", "start". Each media member is opened once; ``accel`` decodes its video (see ``hwaccel``)."""
     meta = json.loads(sample[JSON]) if JSON in sample else {}
+    if not isinstance(meta, dict):  # a list or a number: counted and skipped like any broken member
+        raise ValueError(f"the json is a {type(meta).__name__}, not an object")
     video_ext = next((e for e in VIDEO_EXTS if e in sample), None)
     audio_ext = next((e for e in AUDIO_EXTS if e in sample), None)
     media_ext = video_ext or audio_ext
