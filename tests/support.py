@@ -248,8 +248,9 @@ class _FaultHandler(BaseHTTPRequestHandler):
     sends), /html/*, /html-as-mp4/*, /trickle/* (a byte every 50 ms), /retryafter/SECONDS/NAME (429 first),
     /redirect/NAME (to another host name), /gzip/* (a compressed body), /hostile/ffconcat/PATH and
     /hostile/sdp (see `ffconcat`, `SDP`), /status/CODE/*; /page/NAME[,NAME2] is a video page (``<video>``
-    sources with their heights, og:video); /range/NAME serves a file honouring one ``Range: bytes=`` range
-    (206, or 416); anything else is an HTML 404. Body bytes sent are counted per path (``served``)."""
+    sources with their heights, og:video; ``?subs=LANG:FILE.vtt,...`` adds ``<track>`` subtitles served from
+    /media/); /range/NAME serves a file honouring one ``Range: bytes=`` range (206, or 416); anything else is
+    an HTML 404. Body bytes sent are counted per path (``served``)."""
 
     server: MediaServer
 
@@ -368,12 +369,17 @@ class _FaultHandler(BaseHTTPRequestHandler):
             return self._send(200, ffconcat("/" + path) if name == "ffconcat" else SDP, "video/mp4")
         if kind == "html":
             return self._send(200, b"<html><body>Video unavailable</body></html>" * 20, "text/html")
-        if kind == "page":  # a video site's page: <video> sources NAME[,NAME2...], title and og:video of the first
-            names = rest.split(",")
+        if kind == "page":  # a video site's page: <video> sources NAME[,NAME2...], title and og:video of the first;
+            # ?subs=LANG:NAME.vtt,... adds a <track kind="subtitles"> per language, served from /media/
+            path, _, query = rest.partition("?")
+            names = path.split(",")
             sources = "".join(f'<source src="/media/{n}" type="video/mp4" res="{h}">'
                               for n, h in zip(names, self.server.heights(names)))
+            tracks = "".join(f'<track kind="subtitles" srclang="{lang}" src="/media/{vtt}">'
+                             for lang, _, vtt in (t.partition(":") for t in query.removeprefix("subs=").split(","))
+                             if vtt)
             html = (f'<html><head><title>clip {names[0]}</title><meta property="og:video" content="/media/{names[0]}">'
-                    f"</head><body><video controls>{sources}</video></body></html>")
+                    f"</head><body><video controls>{sources}{tracks}</video></body></html>")
             return self._send(200, html.encode(), "text/html; charset=utf-8")
         if kind == "status":  # /status/CODE/*: an error answer, e.g. 429 or 403 from a site that blocks us
             code, _, _ = rest.partition("/")

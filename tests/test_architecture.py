@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("v2d_vox", "v2d_vox.sample", "v2d_vox.errors", "v2d_vox.tars", "v2d_vox.layout",
               "v2d_vox.melspec", "v2d_vox.mel", "v2d_vox.config", "v2d_vox.timing")),
     ("media", ("v2d_vox.media", "v2d_vox.probe", "v2d_vox.plan", "v2d_vox.ffmpeg", "v2d_vox.reader", "v2d_vox.sparse",
-               "v2d_vox.ytdlp", "v2d_vox.subsampler")),
+               "v2d_vox.subtitles", "v2d_vox.ytdlp", "v2d_vox.subsampler")),
     ("steps", ("subsamplers", "v2d_vox.sharding", "v2d_vox.shards", "v2d_vox.sources")),
     ("curation", ("v2d_vox.checks", "v2d_vox.writers", "v2d_vox.redo", "v2d_vox.worker", "v2d_vox.totals",
                   "v2d_vox.logger", "v2d_vox.runner", "v2d_vox.htmlreport", "distributors", "v2d_vox.loader")),

@@ -425,10 +425,13 @@ def _samples(plan: MediaPlan, sample: Sample, outs: list[Output], data: dict[str
     for out in outs:
         if out.clip not in results:
             clip = clips[out.clip]
-            meta = {**sample.meta, "subsamplers": plan.steps, **plan.edits.get(clip.index, Edit()).meta}
+            edit = plan.edits.get(clip.index, Edit())
+            meta = {**sample.meta, "subsamplers": plan.steps, **edit.meta}
             if plan.layout.spans is not None:
                 meta.update(source_key=sample.key, clip_index=clip.index, span=[clip.start, clip.end])
             extra = {k: v for k, v in sample.files.items() if k == "txt"}
+            if edit.caption is not None:
+                extra = {"txt": edit.caption.encode()} if edit.caption else {}
             results[out.clip] = Sample(clip.key, extra, meta)
         results[out.clip].files[out.ext] = data[out.filename]
     return list(results.values())

@@ -8,7 +8,7 @@ It has two phases, filled in config order:
   ``AudioSpec``). It fixes each clip's key and its output rates.
 - per-clip **edits** (``plan.edit(i)``, one ``Edit`` per clip): filter strings applied after cutting and
   resampling (``"eq=brightness=0.1"``, ``"volume=0.5"``), an extra audio laid under the clip (``Mix``,
-  e.g. background noise, looped as needed), an encoder crf, and fields for the clip's json. A clip's
+  e.g. background noise, looped as needed), an encoder crf, fields for the clip's json and its own caption. A clip's
   audio edits happen in its output rate and channels (the mix first, then the filters). With
   ``plan.variant`` set, edits go to a second copy of each clip stored as ``KEY.<variant>.<ext>`` while
   ``KEY.<ext>`` stays as cut, so clean and changed versions sit side by side.
@@ -221,6 +221,7 @@ class Edit:
     mix: Mix | None = None
     crf: int | None = None  # overrides the video spec's crf
     meta: dict[str, Any] = field(default_factory=dict)  # fields for the clip's json
+    caption: str | None = None  # the clip's txt in place of the source's (e.g. its subtitles); "": no txt
 
 
 @dataclass

@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from . import __version__, ytdlp
+from . import __version__, subtitles, ytdlp
 from .config import Job
 from .errors import DownloadError
 from .plan import Span
@@ -57,10 +57,18 @@ def fetch_row(job: Job, row: Row, spans: list[Span] | None = None) -> Sample:
     with stage("probe"):
         info = probe(data, job.limits)
     meta = {k: v for k, v in row.items() if v is not None}
+    subs = extra.get("yt_dlp", {}).pop("subtitles", None)
     meta.update(extra, probe=info)
     sample = Sample(row["key"], {info["ext"]: data}, meta, fetched)
     if row.get("caption"):
         sample.files[TXT] = str(row["caption"]).encode()
+    if subs:  # on the source timeline; the worker cuts them to each clip (subtitles.to_clips)
+        meta["subtitles"] = subs
+        if subs.get("caption") and "cues" in subs:
+            caption = subtitles.text(subs)
+            sample.files.pop(TXT, None)
+            if caption:
+                sample.files[TXT] = caption.encode()
     return sample
 
 

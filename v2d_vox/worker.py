@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from subsamplers import build_chain
 
-from . import __version__
+from . import __version__, subtitles
 from .checks import CleanTask, ScanTask
 from .config import Job, Limits
 from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS, SampleError, SourceBlocked, SubsampleError
@@ -56,6 +56,7 @@ def plan_media(chain: Chain, sample: Sample, limits: Limits | None = None) -> Me
     for step in chain.stage("media"):
         step.plan(plan, sample)
         plan.steps.append(step.describe())
+    subtitles.to_clips(plan, sample.key, sample.meta.get("subtitles"))
     max_clips = (limits or Limits()).max_clips_per_source
     if len(plan.layout.spans or ()) > max_clips:  # each clip is a branch (and its memory) in one ffmpeg
         raise SubsampleError(f"over limit: {len(plan.layout.spans)} clips, over max_clips_per_source={max_clips}")

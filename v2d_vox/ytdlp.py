@@ -5,7 +5,11 @@ yt-dlp downloads into a private temp dir that is removed whatever happens; the b
 back. Its own message (private, removed, unavailable, HTTP 429...) ends the row as ``failed_to_download``.
 A host that answers 429/403 to several rows in a row is slowed down (exponential back-off before each next
 request to it) and then the shard stops with ``SourceBlocked``: the shard stays not-done, so a rerun retries
-it later instead of the job burning the rest of the table against a block."""
+it later instead of the job burning the rest of the table against a block.
+
+With ``subtitle_langs``, the chosen subtitle track (``subtitles.choose``) is fetched through the same
+YoutubeDL (its cookies, proxy and headers) and its cues come back in the metadata's ``subtitles``; a
+track that cannot be fetched or parsed leaves ``subtitles.error`` and keeps the media."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlparse
 
+from . import subtitles
 from .config import ReaderConfig, YtdlpConfig
 from .errors import DownloadError, SourceBlocked
 from .ffmpeg import ffmpeg_exe
@@ -111,6 +116,7 @@ def read(url: str, cfg: YtdlpConfig, reader: ReaderConfig, video: bool = True) -
         try:
             with yt_dlp.YoutubeDL(options(cfg, reader, folder, video)) as ydl:
                 info = ydl.sanitize_info(ydl.extract_info(url, download=True))
+                subs = _subtitles(ydl, info, cfg)
         except yt_dlp.utils.YoutubeDLError as e:
             message = _clean(str(e), folder).replace(url, "<url>")
             HOSTS.answer(host, bool(_BLOCKED.search(message)))
@@ -123,7 +129,27 @@ def read(url: str, cfg: YtdlpConfig, reader: ReaderConfig, video: bool = True) -
             data = f.read()
     meta = {k: info[k] for k in METADATA if info.get(k) is not None}
     meta["version"] = yt_dlp.version.__version__
+    if subs:
+        meta["subtitles"] = subs
     return data, meta
+
+
+def _subtitles(ydl: Any, info: dict[str, Any], cfg: YtdlpConfig) -> dict[str, Any] | None:
+    """The cues of the chosen subtitle track on the source timeline (None: none asked for or none listed)."""
+    import yt_dlp
+
+    chosen = subtitles.choose(info, cfg.subtitle_langs) if cfg.subtitle_langs else None
+    if chosen is None:
+        return None
+    lang, kind, track = chosen
+    found: dict[str, Any] = {"lang": lang, "kind": kind, "caption": cfg.captions_are_subtitles}
+    try:
+        with ydl.urlopen(track["url"]) as response:
+            data = response.read(subtitles.MAX_BYTES + 1)
+        found["cues"] = subtitles.parse(data, track["ext"])
+    except (yt_dlp.utils.YoutubeDLError, OSError, ValueError) as e:
+        found["error"] = " ".join(str(e).split())[:240]
+    return found
 
 
 def _clean(message: str, folder: str) -> str:

@@ -74,6 +74,11 @@ def download(
     sleep_requests: Annotated[float, Help("seconds yt-dlp sleeps between requests")] = 0.0,
     max_blocked: Annotated[int, Help(
         "HTTP 429/403 answers in a row from one host (with growing pauses) before yt-dlp shards stop")] = 5,
+    subtitle_langs: Annotated[list[str] | None, Help(
+        "yt-dlp rows: subtitle languages to fetch, first found wins, manual tracks before automatic captions; "
+        "the cues go to each output's json (cut to its clip)")] = None,
+    captions_are_subtitles: Annotated[bool, Help(
+        "the fetched subtitles' text becomes each output's txt caption (else it is only in the json)")] = False,
     incremental_mode: IncrementalMode = "incremental",
     max_shard_retry: MaxShardRetry = 1,
     distributor: Distributor = "multiprocessing",
@@ -94,7 +99,8 @@ def download(
                                   cross_host_redirects=cross_host_redirects, max_retry_after=max_retry_after),
               read_with=reader, url_template=url_template,
               ytdlp=YtdlpConfig(format=ytdlp_format, cookie_file=cookie_file, proxy=proxy, rate_limit=rate_limit,
-                                sleep=sleep_requests, retries=retries, max_blocked=max_blocked))
+                                sleep=sleep_requests, retries=retries, max_blocked=max_blocked,
+                                subtitle_langs=subtitle_langs or [], captions_are_subtitles=captions_are_subtitles))
     prepare(output_folder, incremental_mode, distributor, distributor_args, processes_count)
     spec = TableSpec(input_format, url_col, caption_col, clip_col, save_additional_columns, samples_per_shard)
     n_shards, rows = shard_tables(url_list, output_folder, spec)
