@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .layout import JOB, Layout, metadata_name, shard_name
+from .layout import JOB, Layout, metadata_name, shard_name, tar_name
 from .media import open_media
 from .melspec import MelSpec
 from .sample import JSON, MEL, TXT, audio_member, video_member
@@ -230,7 +230,7 @@ def _sample_card(key: str, members: dict[str, bytes]) -> str:
 
 def _samples(layout: Layout, shard_ids: list[int], shards: int, per_shard: int) -> tuple[str, int]:
     """Cards for the first ``per_shard`` samples of up to ``shards`` evenly spread tars."""
-    tars = [s for s in shard_ids if layout.exists(shard_name(s) + ".tar")]
+    tars = [s for s in shard_ids if layout.exists(tar_name(s))]
     if not tars:
         return "<p>no tar shards in this folder (files or parquet output, or nothing written)</p>", 0
     picked = sorted({tars[round(i * (len(tars) - 1) / max(1, shards - 1))] for i in range(min(shards, len(tars)))})
@@ -238,7 +238,7 @@ def _samples(layout: Layout, shard_ids: list[int], shards: int, per_shard: int) 
     for sid in picked:
         cards = []
         try:
-            for key, members in read_tar(layout.fs.unstrip_protocol(layout.path(shard_name(sid) + ".tar"))):
+            for key, members in read_tar(layout.fs.unstrip_protocol(layout.path(tar_name(sid)))):
                 cards.append(_sample_card(key, members))
                 if len(cards) >= per_shard:
                     break
