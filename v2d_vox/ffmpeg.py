@@ -47,6 +47,7 @@ from .plan import (
     VideoSpec,
     channel_layout,
 )
+from .probe import display_size
 from .sample import Sample
 
 GRAPH_FILE = "graph.txt"  # in the private work dir; outputs are named NNNNN.<ext>
@@ -163,9 +164,7 @@ def _even(x: float) -> int:
 
 def geometry(spec: VideoSpec, src: dict[str, Any]) -> list[str]:
     """Scale/crop/pad to the requested size; sizes are computed here from the (rotated) source."""
-    w, h = src["width"], src["height"]
-    if abs(src.get("rotation") or 0) in (90, 270):
-        w, h = h, w
+    w, h = display_size(src)
     if spec.width and spec.height:
         size = f"{spec.width}:{spec.height}"
         filters = {
