@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .layout import JOB, Layout, metadata_name, shard_name, tar_name
-from .media import open_media
+from .media import decode_mono, open_media
 from .melspec import MelSpec
 from .sample import JSON, MEL, TXT, audio_member, video_member
 from .tars import read_tar
@@ -164,17 +164,8 @@ def _thumbnail(data: bytes) -> str | None:
 
 def _audio(data: bytes) -> np.ndarray | None:
     """Up to AUDIO_SECONDS of the first audio stream as 16 kHz mono float32."""
-    pcm = []
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-    with open_media(data) as c:
-        if not c.streams.audio:
-            return None
-        for frame in c.decode(c.streams.audio[0]):
-            pcm += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-            if sum(p.size for p in pcm) >= AUDIO_SECONDS * 16000:
-                break
-    wave_ = np.concatenate(pcm)[: int(AUDIO_SECONDS * 16000)] if pcm else np.zeros(0, np.float32)
-    return wave_ if wave_.size else None
+    pcm = decode_mono(data, 16000, AUDIO_SECONDS)
+    return pcm if pcm is not None and pcm.size else None
 
 
 def _wav(pcm: np.ndarray) -> str:
