@@ -48,7 +48,7 @@ from .plan import (
     channel_layout,
 )
 from .probe import display_size
-from .sample import Sample
+from .sample import TXT, Sample
 
 GRAPH_FILE = "graph.txt"  # in the private work dir; outputs are named NNNNN.<ext>
 CLIPS_PER_PASS = 32  # clips per ffmpeg process: each holds an encoder (tens of MB); more clips, more passes
@@ -427,7 +427,7 @@ def _samples(plan: MediaPlan, sample: Sample, outs: list[Output], data: dict[str
             meta = {**sample.meta, "subsamplers": plan.steps, **plan.edits.get(clip.index, Edit()).meta}
             if plan.layout.spans is not None:
                 meta.update(source_key=sample.key, clip_index=clip.index, span=[clip.start, clip.end])
-            extra = {k: v for k, v in sample.files.items() if k == "txt"}
+            extra = {k: v for k, v in sample.files.items() if k == TXT}
             results[out.clip] = Sample(clip.key, extra, meta)
         results[out.clip].files[out.ext] = data[out.filename]
     return list(results.values())
