@@ -2,11 +2,14 @@
 modules (no seconds of re-imports per worker, no ``__main__`` guard needed).
 
 Workers ignore Ctrl-C (the terminal sends it to the whole process group): the parent decides. When the
-run is closed early (Ctrl-C, an error in the caller) the workers are killed at once, not drained, and on
-Linux each worker is also killed by the kernel when its parent dies (``kill -9`` of the main process)."""
+run is closed early (Ctrl-C, an error in the caller) the workers are killed at once, not drained: each
+sends its pid from the initializer, so the parent needs none of the pool's internals (the pool then finds
+its workers dead and terminates any that had not reported yet). On Linux each worker is also killed by
+the kernel when its parent dies (``kill -9`` of the main process)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
 import os
@@ -23,9 +26,10 @@ REPORTS_SAMPLES = True
 _queue = None
 
 
-def _init(queue) -> None:
+def _init(queue, pids) -> None:
     global _queue
     _queue = queue
+    pids.put(os.getpid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.uname().sysname == "Linux":  # PR_SET_PDEATHSIG = 1: die with the parent, never orphaned
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
@@ -44,7 +48,7 @@ def _one(job: Job, shard_id: int) -> None:
 def run(job: Job, shard_ids: list[int], *, on_sample: Callable[[], None] | None = None,
         processes_count: int | None = None) -> Iterator[tuple[int, str | None]]:
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    queue = ctx.SimpleQueue()
+    queue, pids = ctx.SimpleQueue(), ctx.SimpleQueue()
 
     def drain() -> None:  # samples finished in the workers -> on_sample, in this process
         while queue.get() is not None:
@@ -54,7 +58,7 @@ def run(job: Job, shard_ids: list[int], *, on_sample: Callable[[], None] | None 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     processes = max(1, min(processes_count or os.cpu_count() or 1, len(shard_ids) or 1))
-    pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init, initargs=(queue,))
+    pool = ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init, initargs=(queue, pids))
     finished = False
     try:
         futures = {pool.submit(_one, job, sid): sid for sid in shard_ids}
@@ -70,8 +74,9 @@ def run(job: Job, shard_ids: list[int], *, on_sample: Callable[[], None] | None 
         finished = True
     finally:
         if not finished:  # stopped early: kill the workers instead of waiting for their shards
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.kill()
+            while not pids.empty():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pids.get(), signal.SIGKILL)
         pool.shutdown(wait=finished, cancel_futures=True)
         queue.put(None)
         reader.join(timeout=5)

@@ -25,6 +25,7 @@ import numpy as np
 
 from v2d_vox.errors import Filtered, SubsampleError
 from v2d_vox.plan import Crop, MediaPlan
+from v2d_vox.probe import display_size
 from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Subsampler, register
 
@@ -41,13 +42,6 @@ def parse_tracks(value: Any) -> np.ndarray:
     except (TypeError, ValueError) as e:
         raise SubsampleError(f"bad face_tracks {str(value)[:80]!r}: expected [[[t, x, y, w, h], ...], ...]") from e
     return boxes[np.argsort(boxes[:, 0], kind="stable")]
-
-
-def frame_size(info: dict[str, Any]) -> tuple[int, int]:
-    """The displayed frame size (ffmpeg rotates before the filter graph)."""
-    video = info["video"]
-    w, h = video["width"], video["height"]
-    return (h, w) if abs(video.get("rotation") or 0) in (90, 270) else (w, h)
 
 
 def smooth(t: np.ndarray, values: np.ndarray, seconds: float) -> np.ndarray:
@@ -98,7 +92,7 @@ class FaceCrop(Subsampler):
         if not sample.meta["probe"].get("video"):
             return  # nothing to crop; the filters decide whether audio alone is wanted
         boxes = parse_tracks(value)
-        size = frame_size(sample.meta["probe"])
+        size = display_size(sample.meta["probe"]["video"])
         for clip in plan.clips(sample.key):
             end = np.inf if clip.end is None else clip.end
             inside = boxes[(boxes[:, 0] >= clip.start - 1e-6) & (boxes[:, 0] < end - 1e-6)]

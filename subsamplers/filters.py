@@ -5,14 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from v2d_vox.errors import Filtered
+from v2d_vox.probe import display_size
 from v2d_vox.sample import Sample
 from v2d_vox.subsampler import Subsampler, register
-
-
-def display_size(video: dict) -> tuple[int, int]:
-    """Width and height as shown, i.e. after the rotation a player applies."""
-    w, h = video["width"], video["height"]
-    return (h, w) if abs(video.get("rotation") or 0) in (90, 270) else (w, h)
 
 
 @register("filter")

@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from v2d_vox.errors import SubsampleError
-from v2d_vox.media import open_media
+from v2d_vox.media import decode_mono
 from v2d_vox.melspec import MelSpec
 from v2d_vox.sample import MEL, Sample, audio_member
 from v2d_vox.subsampler import Subsampler, register
@@ -23,20 +23,14 @@ def decode_audio(data: bytes, sample_rate: int) -> np.ndarray:
     """The first audio stream, mixed to mono float32 at `sample_rate`; SubsampleError if there is none (the
     calling step puts its name before the message)."""
     try:
-        with open_media(data) as c:
-            if not c.streams.audio:
-                raise SubsampleError("the sample has no audio stream")
-            stream = c.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            chunks = [f.to_ndarray().reshape(-1) for frame in c.decode(stream) for f in resampler.resample(frame)]
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-            # AAC decodes whole 1024-sample frames; the stream's duration says where the signal really ends
-            length = round(stream.duration * stream.time_base * sample_rate) if stream.duration else None
+        pcm = decode_mono(data, sample_rate)
     except av.error.FFmpegError as e:
         raise SubsampleError(f"cannot decode audio: {type(e).__name__}") from None
-    if not chunks:
+    if pcm is None:
+        raise SubsampleError("the sample has no audio stream")
+    if not pcm.size:
         raise SubsampleError("the audio stream holds no samples")
-    return np.concatenate(chunks)[:length]
+    return pcm
 
 
 @register("spectrogram")

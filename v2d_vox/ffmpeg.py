@@ -47,7 +47,8 @@ from .plan import (
     VideoSpec,
     channel_layout,
 )
-from .sample import Sample
+from .probe import display_size
+from .sample import TXT, Sample
 
 GRAPH_FILE = "graph.txt"  # in the private work dir; outputs are named NNNNN.<ext>
 CLIPS_PER_PASS = 32  # clips per ffmpeg process: each holds an encoder (tens of MB); more clips, more passes
@@ -163,9 +164,7 @@ def _even(x: float) -> int:
 
 def geometry(spec: VideoSpec, src: dict[str, Any]) -> list[str]:
     """Scale/crop/pad to the requested size; sizes are computed here from the (rotated) source."""
-    w, h = src["width"], src["height"]
-    if abs(src.get("rotation") or 0) in (90, 270):
-        w, h = h, w
+    w, h = display_size(src)
     if spec.width and spec.height:
         size = f"{spec.width}:{spec.height}"
         filters = {
@@ -429,9 +428,9 @@ def _samples(plan: MediaPlan, sample: Sample, outs: list[Output], data: dict[str
             meta = {**sample.meta, "subsamplers": plan.steps, **edit.meta}
             if plan.layout.spans is not None:
                 meta.update(source_key=sample.key, clip_index=clip.index, span=[clip.start, clip.end])
-            extra = {k: v for k, v in sample.files.items() if k == "txt"}
+            extra = {k: v for k, v in sample.files.items() if k == TXT}
             if edit.caption is not None:
-                extra = {"txt": edit.caption.encode()} if edit.caption else {}
+                extra = {TXT: edit.caption.encode()} if edit.caption else {}
             results[out.clip] = Sample(clip.key, extra, meta)
         results[out.clip].files[out.ext] = data[out.filename]
     return list(results.values())

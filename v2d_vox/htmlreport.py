@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .layout import JOB, Layout, metadata_name, shard_name
-from .media import open_media
+from .layout import JOB, Layout, metadata_name, shard_name, tar_name
+from .media import decode_mono, open_media
 from .melspec import MelSpec
 from .sample import JSON, MEL, TXT, audio_member, video_member
 from .tars import read_tar
@@ -164,17 +164,8 @@ def _thumbnail(data: bytes) -> str | None:
 
 def _audio(data: bytes) -> np.ndarray | None:
     """Up to AUDIO_SECONDS of the first audio stream as 16 kHz mono float32."""
-    pcm = []
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-    with open_media(data) as c:
-        if not c.streams.audio:
-            return None
-        for frame in c.decode(c.streams.audio[0]):
-            pcm += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-            if sum(p.size for p in pcm) >= AUDIO_SECONDS * 16000:
-                break
-    wave_ = np.concatenate(pcm)[: int(AUDIO_SECONDS * 16000)] if pcm else np.zeros(0, np.float32)
-    return wave_ if wave_.size else None
+    pcm = decode_mono(data, 16000, AUDIO_SECONDS)
+    return pcm if pcm is not None and pcm.size else None
 
 
 def _wav(pcm: np.ndarray) -> str:
@@ -230,7 +221,7 @@ def _sample_card(key: str, members: dict[str, bytes]) -> str:
 
 def _samples(layout: Layout, shard_ids: list[int], shards: int, per_shard: int) -> tuple[str, int]:
     """Cards for the first ``per_shard`` samples of up to ``shards`` evenly spread tars."""
-    tars = [s for s in shard_ids if layout.exists(shard_name(s) + ".tar")]
+    tars = [s for s in shard_ids if layout.exists(tar_name(s))]
     if not tars:
         return "<p>no tar shards in this folder (files or parquet output, or nothing written)</p>", 0
     picked = sorted({tars[round(i * (len(tars) - 1) / max(1, shards - 1))] for i in range(min(shards, len(tars)))})
@@ -238,7 +229,7 @@ def _samples(layout: Layout, shard_ids: list[int], shards: int, per_shard: int) 
     for sid in picked:
         cards = []
         try:
-            for key, members in read_tar(layout.fs.unstrip_protocol(layout.path(shard_name(sid) + ".tar"))):
+            for key, members in read_tar(layout.fs.unstrip_protocol(layout.path(tar_name(sid)))):
                 cards.append(_sample_card(key, members))
                 if len(cards) >= per_shard:
                     break

@@ -29,8 +29,13 @@ TMP = "_tmp"
 JOB = "_job.json"
 JOB_SUMMARY = "_job_summary.json"
 RETRY = "_retry"
+TAR = ".tar"
+STATS = "_stats.json"
+MEDIA_PARQUET = "_media.parquet"
 _OURS = re.compile(r"^\d{5}(\.tar|\.parquet|_media\.parquet|_stats\.json)?$")
-_STATS = re.compile(r"^(\d{5})_stats\.json$")
+# Any width: ours are 5 digits, video2dataset's and other tools' input shards may not be.
+STATS_RE = re.compile(r"^(\d+)_stats\.json$")
+TAR_RE = re.compile(r"^(\d+)\.tar$")
 
 
 def shard_name(shard_id: int) -> str:
@@ -38,7 +43,24 @@ def shard_name(shard_id: int) -> str:
 
 
 def stats_name(shard_id: int) -> str:
-    return f"{shard_id:05d}_stats.json"
+    return shard_name(shard_id) + STATS
+
+
+def tar_name(shard_id: int) -> str:
+    return shard_name(shard_id) + TAR
+
+
+def media_parquet_name(shard_id: int) -> str:
+    return shard_name(shard_id) + MEDIA_PARQUET
+
+
+def is_stats_name(name: str) -> bool:
+    return STATS_RE.match(name) is not None
+
+
+def stats_of_tar(name: str) -> str:
+    """The stats file beside a tar named ``NNN.tar`` (any width: video2dataset folders too)."""
+    return name.removesuffix(TAR) + STATS
 
 
 def metadata_name(shard_id: int) -> str:
@@ -87,7 +109,7 @@ class Layout:
         if not self.fs.exists(self.root):
             return set()
         names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False))
-        return {int(m[1]) for m in map(_STATS.match, names) if m}
+        return {int(m[1]) for m in map(STATS_RE.match, names) if m and m[0] == stats_name(int(m[1]))}
 
     def read_stats(self, shard_id: int) -> dict[str, Any]:
         return self.read_json(stats_name(shard_id))

@@ -13,6 +13,7 @@ import io
 
 import av
 import av.codec.hwaccel
+import numpy as np
 
 from .config import Limits
 from .sample import CONTAINER_EXTS
@@ -42,3 +43,25 @@ def open_media(data: bytes, max_pixels: int = MAX_PIXELS,
             raise TooLarge(f"video {ctx.width}x{ctx.height} is over max_pixels={max_pixels}")
         ctx.options = {**ctx.options, "max_pixels": str(max_pixels)}
     return container
+
+
+def decode_mono(data: bytes, sample_rate: int, max_seconds: float | None = None) -> np.ndarray | None:
+    """The first audio stream from its start, mixed to mono float32 at ``sample_rate`` and cut where the
+    stream's duration says the signal ends (AAC decodes whole 1024-sample frames), or after ``max_seconds``
+    (decoding stops there). None when there is no audio stream; errors as ``open_media``."""
+    limit = None if max_seconds is None else round(max_seconds * sample_rate)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    chunks: list[np.ndarray] = []
+    with open_media(data) as c:
+        if not c.streams.audio:
+            return None
+        stream = c.streams.audio[0]
+        for frame in c.decode(stream):
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            if limit is not None and sum(map(len, chunks)) >= limit:
+                break
+        else:
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+        length = round(stream.duration * stream.time_base * sample_rate) if stream.duration else None
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return pcm[:length][:limit]

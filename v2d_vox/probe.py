@@ -19,6 +19,13 @@ from .sample import CONTAINER_EXTS
 TAIL = 10.0  # seconds
 
 
+def display_size(video: dict[str, Any]) -> tuple[int, int]:
+    """A video stream's width and height as shown, i.e. after the rotation players and ffmpeg apply (ffmpeg
+    rotates before the filter graph, so sizes computed for filters must use this, not the coded size)."""
+    w, h = video["width"], video["height"]
+    return (h, w) if abs(video.get("rotation") or 0) in (90, 270) else (w, h)
+
+
 def _rate(value: Fraction | None) -> float | None:
     return round(float(value), 3) if value else None
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from .config import Job
 from .errors import V2DError
-from .layout import RETRY, Layout, metadata_name, shard_name, stats_name
+from .layout import RETRY, Layout, metadata_name, shard_name, stats_name, tar_name
 from .sample import Sample
 from .tars import read_tar
 
@@ -34,7 +34,7 @@ class KeptRow(dict):
 
 
 def _names(shard_id: int) -> tuple[str, str]:
-    return shard_name(shard_id) + ".tar", metadata_name(shard_id)
+    return tar_name(shard_id), metadata_name(shard_id)
 
 
 def set_aside(layout: Layout, shard_id: int) -> None:

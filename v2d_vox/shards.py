@@ -3,16 +3,13 @@ number them as output shards. This project's shards and video2dataset's are both
 
 from __future__ import annotations
 
-import re
 import sys
 
 import fsspec
 from braceexpand import braceexpand
 
 from .errors import ConfigError
-
-_NUMBERED = re.compile(r"^(\d+)\.tar$")
-_STATS = re.compile(r"^\d+_stats\.json$")
+from .layout import TAR, TAR_RE, is_stats_name, stats_of_tar
 
 
 def list_shards(input_shards: str | list[str]) -> list[str]:
@@ -48,12 +45,12 @@ def _complete_tars(fs: fsspec.AbstractFileSystem, path: str, item: str) -> list[
     video2dataset (it holds ``NNNNN_stats.json`` files), a ``NNNNN.tar`` without its stats is a shard a
     killed job left unfinished, not data."""
     names = {p.rstrip("/").rsplit("/", 1)[-1]: p for p in fs.ls(path, detail=False)}
-    tars = sorted(p for n, p in names.items() if n.endswith(".tar"))
+    tars = sorted(p for n, p in names.items() if n.endswith(TAR))
     if not tars:
         raise ConfigError(f"folder {item!r} holds no .tar shards")
-    if not any(_STATS.match(n) for n in names):
+    if not any(map(is_stats_name, names)):
         return tars
-    done = [p for p in tars if f"{p.rsplit('/', 1)[-1][:-4]}_stats.json" in names]
+    done = [p for p in tars if stats_of_tar(p.rsplit('/', 1)[-1]) in names]
     if len(done) < len(tars):
         print(f"v2d_vox: skipping {len(tars) - len(done)} unfinished shard(s) in {item} (no _stats.json): "
               f"{', '.join(p.rsplit('/', 1)[-1] for p in tars if p not in done)[:200]}", file=sys.stderr)
@@ -79,7 +76,7 @@ def shard_ids(urls: list[str]) -> dict[int, str]:
     """Output shard id -> input URL. Inputs named ``NNNNN.tar`` (this project's and video2dataset's
     naming) keep their number, so ``out/00007.tar`` comes from ``in/00007.tar`` whatever subset is
     given; any other naming gets 0..n-1 in sorted URL order."""
-    numbers = [_NUMBERED.match(u.rsplit("/", 1)[-1]) for u in urls]
+    numbers = [TAR_RE.match(u.rsplit("/", 1)[-1]) for u in urls]
     if all(numbers) and len({int(m.group(1)) for m in numbers}) == len(urls):
         return {int(m.group(1)): u for m, u in zip(numbers, urls)}
     return dict(enumerate(urls))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import platform
-import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +20,8 @@ from typing import Any
 
 from . import __version__
 from .errors import FAILED_TO_SUBSAMPLE, STATUSES, SUCCESS
-from .layout import JOB_SUMMARY, Layout
+from .layout import JOB_SUMMARY, STATS_RE, Layout
 
-STATS_FILE = re.compile(r"^(\d+)_stats\.json$")  # ours (5 digits) and video2dataset's (any width)
 _NOT_SUMMED = {"shard_id", "start_time", "end_time", "duration"}
 _NESTED = ("status_dict", "media_seconds", "seconds")  # dicts of numbers, summed key by key
 _ALIASES = {"failed_to_resize": FAILED_TO_SUBSAMPLE}  # video2dataset's older name
@@ -36,7 +34,7 @@ def read_shard_stats(layout: Layout) -> dict[int, dict[str, Any]]:
     if not layout.fs.exists(layout.root):
         return {}
     names = [p.rstrip("/").rsplit("/", 1)[-1] for p in layout.fs.ls(layout.root, detail=False)]
-    ids = {int(m[1]): m[0] for m in map(STATS_FILE.match, names) if m}
+    ids = {int(m[1]): m[0] for m in map(STATS_RE.match, names) if m}
     with ThreadPoolExecutor(16) as pool:
         loaded = pool.map(layout.read_json, ids.values())
         return {sid: st for sid, st in zip(ids, loaded) if isinstance(st, dict)}

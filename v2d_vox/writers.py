@@ -4,24 +4,25 @@ input gives byte-identical shards."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import NO_OUTPUT
-from .layout import Layout, metadata_name, shard_name, stats_name
+from .layout import Layout, media_parquet_name, metadata_name, shard_name, stats_name, tar_name
 from .sample import Sample
 from .tars import TarWriter
 
 
 class ShardWriter:
-    """Base: subclasses set ``suffix`` and write the members of each sample."""
+    """Base: subclasses set ``naming`` (a ``layout`` name function) and write the members of each sample."""
 
-    suffix = ""
+    naming: Callable[[int], str] = staticmethod(shard_name)
 
     def __init__(self, layout: Layout, shard_id: int):
-        self.layout, self.name = layout, shard_name(shard_id) + self.suffix
+        self.layout, self.name = layout, self.naming(shard_id)
         self.count = 0
         self.bytes = 0
 
@@ -46,7 +47,7 @@ class ShardWriter:
 
 
 class TarShardWriter(ShardWriter):
-    suffix = ".tar"
+    naming = staticmethod(tar_name)
 
     def __init__(self, layout, shard_id):
         super().__init__(layout, shard_id)
@@ -85,7 +86,7 @@ class FilesWriter(ShardWriter):
 class ParquetWriter(ShardWriter):
     """Media bytes in columns named by extension (``mp4``, ``m4a``, ``mel.npy``...), one row per sample."""
 
-    suffix = "_media.parquet"
+    naming = staticmethod(media_parquet_name)
 
     def __init__(self, layout, shard_id):
         super().__init__(layout, shard_id)

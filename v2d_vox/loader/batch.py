@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
+from ..sample import JSON
 from .state import LoaderStats
 
 Sizes = dict[str, int]  # field -> length of its last axis ("video": frames, "audio": samples, "mel": frames)
@@ -57,7 +58,7 @@ def collate(samples: list[dict], sizes: Sizes) -> dict:
     batch: dict = {
         "__key__": [s["__key__"] for s in samples],
         "__ids__": [(s["__url__"], s["__index__"]) for s in samples],
-        "json": [s.get("json", {}) for s in samples],
+        JSON: [s.get(JSON, {}) for s in samples],
         "label": torch.tensor([s.get("label", -1) for s in samples], dtype=torch.int64),
     }
     for name, length in sizes.items():

@@ -250,7 +250,7 @@ def decode_sample(sample: dict, cfg: DecodeConfig, rng: random.Random, yuv: bool
     if media_ext is None and not (cfg.stored_mel and MEL in sample):
         raise ValueError(f"no media member among {sorted(k for k in sample if not k.startswith('__'))}")
     out = {k: sample[k] for k in ("__key__", "__url__", "__index__")}
-    out["json"] = meta
+    out[JSON] = meta
     mel = np.load(io.BytesIO(sample[MEL])) if cfg.stored_mel and MEL in sample else None
     want_video = cfg.video and video_ext is not None
     audio_from = (audio_ext or video_ext) if cfg.audio and mel is None else None

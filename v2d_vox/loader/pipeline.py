@@ -38,6 +38,7 @@ from functools import partial
 import torch
 import webdataset as wds
 
+from ..sample import JSON
 from .batch import batched, collate, collate_triplets
 from .color import batch_to_rgb
 from .decode import DecodeConfig, decode, hwaccel
@@ -155,7 +156,7 @@ def select_samples(src: Iterable[dict], predicate: Callable[[dict], bool], stats
     are not skips (not counted); they are remembered so a resumed pass need not read them again."""
     for s in src:
         try:
-            meta = json.loads(s["json"]) if "json" in s else {}
+            meta = json.loads(s[JSON]) if JSON in s else {}
         except ValueError:
             meta = None  # decode counts the broken json
         if meta is None or predicate(meta if isinstance(meta, dict) else {}):
@@ -173,7 +174,7 @@ def add_labels(src: Iterable[dict], label_map: dict[str | int, int] | None, fiel
     table = None if label_map is None else {str(k): v for k, v in label_map.items()}
     warned = False
     for s in src:
-        meta = s["json"]
+        meta = s[JSON]
         value = meta.get(field_name)
         if table is not None:
             label = table.get(str(value)) if value is not None else None

@@ -9,6 +9,7 @@ from itertools import islice
 
 import torch
 
+from ..sample import JSON
 from .decode import DecodeConfig, decode
 from .shards import expand, tar_samples
 from .state import LoaderStats
@@ -22,7 +23,7 @@ def build_label_map(shards: str | Iterable[str], field: str = "identity") -> dic
     values = set()
     for sample in tar_samples(expand(shards), LoaderStats()):
         try:
-            value = json.loads(sample["json"]).get(field) if "json" in sample else None
+            value = json.loads(sample[JSON]).get(field) if JSON in sample else None
         except ValueError:
             continue
         if value is not None:

@@ -25,7 +25,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
-from ..sample import identity
+from ..sample import JSON, identity
 from .decode import video_id
 from .state import LoaderStats
 
@@ -103,7 +103,7 @@ def triplets(
     read: set[str] = set()  # shards read to the end (the stream has moved on to another one)
     url, n = None, -1
     for n, sample in enumerate(src):
-        ident = identity(sample.get("json", {}), field)
+        ident = identity(sample.get(JSON, {}), field)
         if seen is not None and shards is not None:
             if sample.get("__url__") != url:
                 read.add(url)
