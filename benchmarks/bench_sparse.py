@@ -25,16 +25,17 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Timer, shard_stats, support  # noqa: E402
+from common import Bare, Timer, by_name, run_bare, shard_stats, support  # noqa: E402
 
 import subsamplers  # noqa: E402, F401  (registers the built-ins before timing)
 import v2d_vox  # noqa: E402
 from v2d_vox import plan as vp  # noqa: E402
 from v2d_vox.config import load_config  # noqa: E402
-from v2d_vox.ffmpeg import compile_plan, ffmpeg_exe, graph_option  # noqa: E402
+from v2d_vox.ffmpeg import compile_plan, ffmpeg_exe  # noqa: E402
 from v2d_vox.probe import probe  # noqa: E402
 from v2d_vox.sample import Sample  # noqa: E402
 from v2d_vox.subsampler import Chain  # noqa: E402
@@ -58,7 +59,7 @@ def spans(seconds: float, seed: int) -> list[list[float]]:
     return [[round(seconds * f + seed, 2), round(seconds * f + seed + SPAN, 2)] for f in (1 / 6, 1 / 2, 5 / 6)]
 
 
-def bare_commands(path: Path, row_spans: list[list[float]], chain: Chain) -> list[tuple[list[str], str]]:
+def bare_commands(path: Path, row_spans: list[list[float]], chain: Chain) -> list[Bare]:
     """One (ffmpeg command reading `path` by name, filter graph) per span: what v2d_vox compiles for that span
     alone, so both legs encode the same clips."""
     data = path.read_bytes()
@@ -69,25 +70,8 @@ def bare_commands(path: Path, row_spans: list[list[float]], chain: Chain) -> lis
         plan = vp.MediaPlan()
         for step in chain.stage("media"):
             step.plan(plan, sample)
-        command = compile_plan(plan, sample)
-        args = command.args([3] * len(command.inputs), "graph.txt", graph_option(ffmpeg_exe()))
-        cmd, skip = [ffmpeg_exe()], 0
-        for i, a in enumerate(args):
-            if skip:
-                skip -= 1
-            elif a in ("-fd", "-protocol_whitelist"):
-                skip = 1
-            else:
-                cmd.append(str(path) if a == "fd:" and args[i - 1] == "-i" else a)
-        out.append((cmd, command.graph))
+        out.append(by_name(compile_plan(plan, sample), path))
     return out
-
-
-def run_bare(bare: tuple[list[str], str]) -> None:
-    cmd, graph = bare
-    with tempfile.TemporaryDirectory(dir="/dev/shm") as d:
-        Path(d, "graph.txt").write_text(graph)
-        subprocess.run(cmd, cwd=d, capture_output=True, check=True)
 
 
 def main() -> None:
@@ -133,7 +117,7 @@ def main() -> None:
                 print(f"[{rep + 1}] {name}: {t.s:.2f} s, {st['successes']}/{st['count']} sources, "
                       f"{summary['bytes_downloaded'] / 2**20:.1f} of {summary['source_bytes'] / 2**20:.1f} MiB fetched")
             with Timer() as t, ThreadPoolExecutor(2) as pool:
-                list(pool.map(run_bare, bare))
+                list(pool.map(partial(run_bare, check=True), bare))
             best["bare"] = min(t.s, best.get("bare", math.inf))
             print(f"[{rep + 1}] bare ffmpeg, per span, 2 at a time: {t.s:.2f} s")
     print("\nbest of", args.repeats)

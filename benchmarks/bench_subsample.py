@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -37,19 +36,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Timer, build_inputs, find_v2d_python, run_video2dataset, serve, shard_stats  # noqa: E402
+from common import Bare, Timer, build_inputs, by_name, find_v2d_python, run_bare, run_video2dataset, serve, shard_stats  # noqa: E402
 
 import subsamplers  # noqa: E402, F401  (registers the built-ins before timing)
 import v2d_vox  # noqa: E402
 from v2d_vox.config import load_config  # noqa: E402
 from v2d_vox.errors import SampleError  # noqa: E402
-from v2d_vox.ffmpeg import compile_plan, ffmpeg_exe, graph_option  # noqa: E402
+from v2d_vox.ffmpeg import compile_plan, ffmpeg_exe  # noqa: E402
 from v2d_vox.plan import MediaPlan  # noqa: E402
 from v2d_vox.probe import probe  # noqa: E402
 from v2d_vox.sample import Sample  # noqa: E402
 from v2d_vox.subsampler import Chain  # noqa: E402
-
-Bare = tuple[list[str], str]  # an ffmpeg command and the filter graph it reads from graph.txt
 
 
 def bare_command(path: Path, chain: Chain) -> tuple[Bare, list[list[float]]] | None:
@@ -65,25 +62,9 @@ def bare_command(path: Path, chain: Chain) -> tuple[Bare, list[list[float]]] | N
         for step in chain.stage("media"):
             step.plan(plan, sample)
         command = compile_plan(plan, sample)
-        args = command.args([3] * len(command.inputs), "graph.txt", graph_option(ffmpeg_exe()))
     except SampleError:
         return None
-    cmd, skip = [ffmpeg_exe()], 0
-    for i, a in enumerate(args):
-        if skip:
-            skip -= 1
-        elif a in ("-fd", "-protocol_whitelist"):
-            skip = 1
-        else:
-            cmd.append(str(path) if a == "fd:" and args[i - 1] == "-i" else a)
-    return (cmd, command.graph), [list(s) for s in plan.layout.spans or []]
-
-
-def run_bare(bare: Bare) -> None:
-    cmd, graph = bare
-    with tempfile.TemporaryDirectory(dir="/dev/shm") as d:
-        Path(d, "graph.txt").write_text(graph)
-        subprocess.run(cmd, cwd=d, capture_output=True)
+    return by_name(command, path), [list(s) for s in plan.layout.spans or []]
 
 
 V2D_VIDEO_EXTS = ("mp4", "webm", "mov", "avi", "mkv")  # video2dataset 1.3.0 data_reader.get_file_info

@@ -73,6 +73,33 @@ class InputSet:
         return dict(zip(self.urls(base), self.kinds))
 
 
+Bare = tuple[list[str], str]  # an ffmpeg command reading its source by name, and the graph it reads from graph.txt
+
+
+def by_name(command: Any, path: Path) -> Bare:
+    """A command v2d_vox compiled (``ffmpeg.Command``) as bare ffmpeg reading ``path`` by name instead of a
+    passed descriptor: the ceiling legs run exactly the media work v2d_vox runs."""
+    from v2d_vox.ffmpeg import ffmpeg_exe, graph_option
+
+    args = command.args([3] * len(command.inputs), "graph.txt", graph_option(ffmpeg_exe()))
+    cmd, skip = [ffmpeg_exe()], 0
+    for i, a in enumerate(args):
+        if skip:
+            skip -= 1
+        elif a in ("-fd", "-protocol_whitelist"):
+            skip = 1
+        else:
+            cmd.append(str(path) if a == "fd:" and args[i - 1] == "-i" else a)
+    return cmd, command.graph
+
+
+def run_bare(bare: Bare, check: bool = False) -> None:
+    cmd, graph = bare
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as d:
+        Path(d, "graph.txt").write_text(graph)
+        subprocess.run(cmd, cwd=d, capture_output=True, check=check)
+
+
 def real_media(kinds: tuple[str, ...] = ("video", "audio")) -> list[Path]:
     """The real files of shared/media/<kind>, interleaved by kind so any prefix mixes them."""
     lists = [sorted(p for p in (MEDIA / k).iterdir() if p.is_file()) for k in kinds]
