@@ -18,8 +18,10 @@ real length (the buffer has the length the server declares)."""
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import av
+import numpy as np
 
 from .media import open_media
 from .plan import Segment
@@ -52,38 +54,46 @@ def needed(data: bytes, segments: list[Segment], max_pixels: int) -> list[tuple[
     """Sorted, merged ``[start, end)`` byte ranges of ``data`` (the source with at least its index filled in)
     that probing and reading ``segments`` touch. Raises ``av.error.FFmpegError`` (or ValueError) when the
     index cannot be read."""
-    ranges = []
     with open_media(data, max_pixels) as c:
         origin = (c.start_time or 0) / av.time_base
-        streams = [s for s in c.streams if s.type in ("video", "audio")]
-        entries = {s.index: [e for e in s.index_entries if not e.is_discard and e.size > 0] for s in streams}
-        first = min((float(e[0].timestamp * s.time_base) for s in streams if (e := entries[s.index])), default=0.0)
-        windows = [(first - 1.0, first + HEAD_SECONDS)] + [
-            (origin + seg.start - KEY_MARGIN, origin + seg.end + TAIL_MARGIN) for seg in segments]
-        for start, end in windows:
-            span = _bytes_between(streams, entries, start, end)
-            if span:
-                ranges.append(span)
-    return merge(ranges)
+        tables = [t for s in c.streams if s.type in ("video", "audio") and len((t := _Packets.of(s)).times)]
+    first = min((float(t.times[0]) for t in tables), default=0.0)
+    windows = [(first - 1.0, first + HEAD_SECONDS)] + [
+        (origin + seg.start - KEY_MARGIN, origin + seg.end + TAIL_MARGIN) for seg in segments]
+    return merge([span for start, end in windows if (span := _bytes_between(tables, start, end))])
 
 
-def _bytes_between(streams: list, entries: dict, start: float, end: float) -> tuple[int, int] | None:
+@dataclass(frozen=True)
+class _Packets:
+    """One stream's index as arrays (a long source has tens of thousands of packets, read once per row)."""
+
+    video: bool
+    times: np.ndarray  # seconds on the container's timeline, in index order
+    pos: np.ndarray
+    end: np.ndarray
+    key: np.ndarray
+
+    @classmethod
+    def of(cls, stream: av.stream.Stream) -> _Packets:
+        rows = [(e.timestamp, e.pos, e.size, e.is_keyframe) for e in stream.index_entries
+                if not e.is_discard and e.size > 0]
+        a = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        return cls(stream.type == "video", a[:, 0] * float(stream.time_base), a[:, 1], a[:, 1] + a[:, 2],
+                   a[:, 3].astype(bool))
+
+
+def _bytes_between(tables: list[_Packets], start: float, end: float) -> tuple[int, int] | None:
     """The byte range holding every stream's packets from ``start`` (a video stream from its keyframe at or
     before it) to ``end``, seconds on the container's timeline."""
     low, high = None, None
-    for s in streams:
-        tb = s.time_base
-        times = [float(e.timestamp * tb) for e in entries[s.index]]
-        keyed = s.type == "video"
-        begin = 0
-        for i, t in enumerate(times):  # the last keyframe (any packet for audio) at or before start
-            if t > start:
-                break
-            if not keyed or entries[s.index][i].is_keyframe:
-                begin = i
-        picked = [e for e, t in zip(entries[s.index][begin:], times[begin:]) if t <= end]
-        if picked:
-            a, b = min(e.pos for e in picked), max(e.pos + e.size for e in picked)
+    for t in tables:
+        after = np.flatnonzero(t.times > start)
+        stop = int(after[0]) if len(after) else len(t.times)  # packets before the first one past start
+        starts = np.flatnonzero(t.key[:stop]) if t.video else np.arange(stop)
+        begin = int(starts[-1]) if len(starts) else 0  # the last keyframe (any packet for audio) at or before start
+        picked = np.flatnonzero(t.times[begin:] <= end) + begin
+        if len(picked):
+            a, b = int(t.pos[picked].min()), int(t.end[picked].max())
             low, high = (a, b) if low is None else (min(low, a), max(high, b))
     return None if low is None else (low, high)
 

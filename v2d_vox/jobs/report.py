@@ -7,7 +7,6 @@ from typing import Annotated, Any
 import fsspec
 
 from ..errors import ConfigError
-from ..htmlreport import build
 from ..options import Help, documented
 
 
@@ -26,6 +25,8 @@ def report(
     if shards_sampled < 0 or samples_per_shard < 0:
         raise ConfigError("shards_sampled and samples_per_shard must be >= 0")
     path = html or f"{output_folder.rstrip('/')}/report.html"
+    from ..htmlreport import build  # matplotlib takes ~1 s to import: only a report pays for it
+
     page, shown = build(output_folder, shards_sampled, samples_per_shard)
     with fsspec.open(path, "w", encoding="utf-8") as f:
         f.write(page)
