@@ -101,9 +101,9 @@ def test_sections_give_the_same_clips_as_the_whole_file(tmp_path, long_dir):
             assert abs(a[kind][0] - b[kind][0]) <= 0.04
         assert abs(a["video"][0] - a["audio"][0]) <= 0.04  # A/V in sync
         assert a["frames"].shape == b["frames"].shape and np.array_equal(a["frames"], b["frames"])
-    meta = json.loads(part_members[keys[0].replace(".mp4", ".json")])
+    meta, whole_meta = (json.loads(m[keys[0].replace(".mp4", ".json")]) for m in (part_members, whole_members))
     assert meta["yt_dlp"]["sections"] == [[3.5, 8.5], [29.8, 34.9], [50.5, 55.0]]
-    assert meta["span"] == SPANS[0] and "sections" not in json.loads(whole_members[keys[0].replace(".mp4", ".json")])["yt_dlp"]
+    assert meta["span"] == whole_meta["span"] == SPANS[0] and "sections" not in whole_meta["yt_dlp"]
     # the generic extractor gives no duration: the last section's end stands for it (spans lie inside)
     assert SPANS[-1][1] < meta["probe"]["duration"] < SECONDS
 
