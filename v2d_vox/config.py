@@ -89,6 +89,7 @@ class YtdlpConfig:
     backoff: float = 2.0  # seconds before the next request to a host after its first 429/403, doubled each time
     subtitle_langs: list[str] = field(default_factory=list)  # fetch the first of these with subtitles; []: none
     captions_are_subtitles: bool = False  # the subtitle text becomes the sample's txt (else only its json)
+    sections: bool = True  # a row with clip spans downloads only the sections holding them (else the whole file)
 
     def __post_init__(self):
         if self.retries < 0 or self.max_blocked < 1 or self.sleep < 0 or self.backoff < 0:

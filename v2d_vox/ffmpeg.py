@@ -5,7 +5,8 @@ clip, cuts it exactly with ``trim``/``atrim`` + ``setpts``/``asetpts`` (frame- a
 audio and video cut at the same times), resamples, and every clip and stream is encoded in that same
 pass. When clips are given, the source is read only around them: one input per ``Segment`` of the
 layout (``-ss``/``-t`` on the input), each an independent descriptor of the same spilled file, so a few
-clips far apart in a long source decode only near themselves, and dense clips read one range.
+clips far apart in a long source decode only near themselves, and dense clips read one range. A source
+fetched only in sections (``Sample.pieces``) gives each segment's input from the piece that holds it.
 
 ``compile_plan`` returns the command as data (``Command``: inputs, filter graph text, outputs), built
 clip by clip in time linear in the clip count. The graph goes to a file (``-/filter_complex FILE``):
@@ -158,6 +159,24 @@ def seek(segment: Segment) -> list[str]:
     return (["-ss", f"{start:.6f}"] if start else []) + ["-t", f"{end - start:.6f}"]
 
 
+def source_inputs(sample: Sample, segments: list[Segment] | None) -> list[Input]:
+    """One input per segment, seeked there (one unseeked input for all of the source). A source fetched in
+    pieces gives each segment the piece that holds it, seeked by timestamp (``-seek_timestamp``): a piece keeps
+    the source's timeline but starts later, and a plain ``-ss`` counts from where the file starts. Both paths
+    then cut on the same times when the source's timeline starts at 0, as the mp4/webm yt-dlp writes do."""
+    if not sample.pieces:
+        return [Input(sample.media, seek(s)) for s in segments] if segments else [Input(sample.media)]
+    if not segments:
+        raise SubsampleError("the source was fetched in sections only: an output of all of it cannot be made")
+    inputs = []
+    for s in segments:
+        piece = sample.piece(s.start, s.end)
+        if piece is None:
+            raise SubsampleError(f"no fetched section holds the source's {s.start:.2f}-{s.end:.2f} s")
+        inputs.append(Input(piece.data, ["-seek_timestamp", "1", *seek(s)]))
+    return inputs
+
+
 def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
@@ -299,12 +318,13 @@ class Graph:
 
 
 def compile_plan(plan: MediaPlan, sample: Sample) -> Command:
-    """The ffmpeg command for a probed sample: one source input per segment (the same bytes, seeked there), a
-    branch per clip from each kept stream of its segment's input, and the clips' outputs."""
+    """The ffmpeg command for a probed sample: one source input per segment (the same bytes, or the piece that
+    holds it, seeked there), a branch per clip from each kept stream of its segment's input, and the clips'
+    outputs."""
     t = resolve(plan, sample.meta["probe"])
     clips = plan.clips(sample.key)
     segments = plan.layout.segments()
-    sources = [Input(sample.media, seek(s)) for s in segments] if segments else [Input(sample.media)]
+    sources = source_inputs(sample, segments)
     graph = Graph(len(sources))
     for k, segment in enumerate(segments or [Segment(0.0, 0.0, tuple(c.index for c in clips))]):
         members = [clips[i] for i in segment.clips]

@@ -14,7 +14,7 @@ import av
 from .config import Limits
 from .errors import DownloadError
 from .media import TooLarge, open_media
-from .sample import CONTAINER_EXTS
+from .sample import CONTAINER_EXTS, Piece
 
 TAIL = 10.0  # seconds
 
@@ -124,6 +124,31 @@ def probe(data: bytes, limits: Limits | None = None) -> dict[str, Any]:
         "audio": audio[0] if audio else None,
         "streams": decoded,
     }
+
+
+def probe_pieces(pieces: tuple[Piece, ...], duration: float | None, limits: Limits | None = None) -> dict[str, Any]:
+    """Metadata of a source fetched in pieces (``Sample.pieces``): every piece must probe as media with the
+    first one's container and streams, and the info is the first piece's, with the source's ``duration``
+    (from its site; unknown: where the last piece ends, enough to clamp clip spans, which lie inside the
+    pieces) in place of the piece's, no stream durations, and ``size`` None (the whole source's is unknown)."""
+    limits = limits or Limits()
+    infos = [probe(p.data, limits) for p in pieces]
+    shape = [{k: s[k] for k in ("index", "type", "codec")} for s in infos[0]["streams"]]
+    for p, info in zip(pieces, infos):
+        if info["format"] != infos[0]["format"] or [{k: s[k] for k in ("index", "type", "codec")}
+                                                    for s in info["streams"]] != shape:
+            raise DownloadError(f"the section fetched at {p.start:.2f} s has other streams than the first")
+    if duration is None:
+        with open_media(pieces[-1].data, limits.max_pixels) as c:
+            duration = round(((c.start_time or 0) + (c.duration or 0)) / av.time_base, 3)
+    try:
+        _check_duration(duration, limits)
+    except TooLarge as e:
+        raise DownloadError(f"over limit: {e}") from None
+    info = {**infos[0], "duration": duration, "size": None}
+    for stream in info["streams"]:
+        stream.pop("duration", None)
+    return info
 
 
 def _check_duration(seconds: float | None, limits: Limits) -> None:

@@ -74,17 +74,38 @@ def identity(meta: dict[str, Any], field: str = "identity") -> str | None:
     return None if value is None else str(value)
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A section of a source fetched as a file of its own that keeps the source's timeline (yt-dlp's
+    ``download_ranges`` with ffmpeg's ``-copyts``): it holds every packet of the source from the keyframe at or
+    before ``start`` to ``end`` (seconds on the source's timeline, whose origin is 0)."""
+
+    start: float
+    end: float
+    data: bytes = field(repr=False)
+
+    def holds(self, start: float, end: float) -> bool:
+        return self.start <= start and end <= self.end
+
+
 @dataclass
 class Sample:
     """One webdataset sample. ``files`` maps an extension ("mp4", "m4a", "mel.npy", "txt") to its bytes;
     ``meta`` is KEY.json. ``meta=None`` means ``files`` already holds the json bytes, to be copied as they are.
     ``fetched``: bytes read from the source to make it, when not its media's size (only the ranges some clips
-    need); never written."""
+    need); never written. ``pieces``: a source fetched only in sections, in time order: its media member is then
+    the first piece (what probing reads), and each read of the source comes from the piece that holds it
+    (``piece``), so only outputs cut inside the pieces can be made from it."""
 
     key: str
     files: dict[str, bytes] = field(default_factory=dict)
     meta: dict[str, Any] | None = field(default_factory=dict)
     fetched: int | None = None
+    pieces: tuple[Piece, ...] = ()
+
+    def piece(self, start: float, end: float) -> Piece | None:
+        """The piece holding source seconds ``start`` to ``end``; None when none does."""
+        return next((p for p in self.pieces if p.holds(start, end)), None)
 
     @property
     def media_ext(self) -> str | None:

@@ -67,7 +67,7 @@ def apply_plan(chain: Chain, plan: MediaPlan, sample: Sample) -> list[Sample]:
     """The one fused media pass (none for an identity plan), then the array steps before the first batched
     one on every output."""
     with stage("ffmpeg"):
-        outputs = [sample] if plan.is_identity else run_plan(plan, sample)
+        outputs = [sample] if plan.is_identity and not sample.pieces else run_plan(plan, sample)
     with stage("array"):
         for out in outputs:
             for step in chain.array_split()[0]:
@@ -148,8 +148,9 @@ class CurateTask:
         outputs: list[Sample] = []
         try:
             sample = self.fetch(self.job, row, self.chain.source_spans(row))
-            record["source_bytes"] = len(sample.media)
-            record["bytes_downloaded"] = len(sample.media) if sample.fetched is None else sample.fetched
+            size = None if sample.pieces else len(sample.media)  # a source fetched in sections: its size is unknown
+            record["source_bytes"] = size
+            record["bytes_downloaded"] = size if sample.fetched is None else sample.fetched
             if "probe" in sample.meta:
                 record.update(_flat_probe(sample.meta["probe"]))
             plan = plan_media(self.chain, sample, self.job.limits)

@@ -9,10 +9,17 @@ it later instead of the job burning the rest of the table against a block.
 
 With ``subtitle_langs``, the chosen subtitle track (``subtitles.choose``) is fetched through the same
 YoutubeDL (its cookies, proxy and headers) and its cues come back in the metadata's ``subtitles``; a
-track that cannot be fetched or parsed leaves ``subtitles.error`` and keeps the media."""
+track that cannot be fetched or parsed leaves ``subtitles.error`` and keeps the media.
+
+A row with clip spans downloads only the sections holding them (``download_ranges``, each through yt-dlp's
+ffmpeg into a file of its own that keeps the source's timeline): ``Sample.pieces``, from which the fused
+ffmpeg pass reads each segment with the same seek as from the whole file. The page is extracted once; if the
+sections fail, the whole file is downloaded from the same extraction."""
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import posixpath
 import re
@@ -23,11 +30,14 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlparse
 
-from . import subtitles
-from .config import ReaderConfig, YtdlpConfig
+from . import sparse, subtitles
+from .config import Limits, ReaderConfig, YtdlpConfig
 from .errors import DownloadError, SourceBlocked
 from .ffmpeg import ffmpeg_exe
-from .sample import MEDIA_EXTS
+from .plan import Layout, Span
+from .probe import probe_pieces
+from .reader import MAX_FRACTION
+from .sample import MEDIA_EXTS, Piece
 
 # at most 360p, H.264 in mp4 with m4a audio when the site has them; else the best up to 360p; else the best
 VIDEO_FORMAT = ("bv*[height<=?360][vcodec^=avc1][ext=mp4]+ba[ext=m4a]/b[height<=?360][vcodec^=avc1][ext=mp4]"
@@ -112,33 +122,113 @@ def options(cfg: YtdlpConfig, reader: ReaderConfig, folder: str, video: bool) ->
     return opts
 
 
-def read(url: str, cfg: YtdlpConfig, reader: ReaderConfig, video: bool = True) -> tuple[bytes, dict[str, Any]]:
+def sections(spans: list[Span]) -> list[Span]:
+    """The source ranges to download for clips in ``spans``: each range the ffmpeg pass reads
+    (``Layout.segments``: close clips share one, from ``PREROLL`` before the first), widened by the margins
+    for keyframes and read-ahead that HTTP Range reading uses (``sparse.KEY_MARGIN``, ``TAIL_MARGIN``)."""
+    return [(max(0.0, s.start - sparse.KEY_MARGIN), s.end + sparse.TAIL_MARGIN)
+            for s in Layout(spans=list(spans)).segments() or []]
+
+
+def read(url: str, cfg: YtdlpConfig, reader: ReaderConfig, video: bool = True, spans: list[Span] | None = None,
+         limits: Limits | None = None) -> tuple[bytes | tuple[Piece, ...], dict[str, Any]]:
     """The media of ``url`` as yt-dlp downloads it, and its metadata (``METADATA`` fields + yt-dlp's
-    version) for the sample's json. Fails with yt-dlp's message as a DownloadError."""
+    version) for the sample's json. Fails with yt-dlp's message as a DownloadError.
+
+    With clip ``spans`` (and ``cfg.sections``) only the ``sections`` holding them are downloaded, as pieces
+    (``_pieces``), unless they would cover more than ``MAX_FRACTION`` of a duration the site gives; the
+    metadata's ``sections`` lists them. If that download fails, or a piece does not probe as media under
+    ``limits`` (ffmpeg cannot seek an mp4 whose index is at its end on a server without ``Range``), the whole
+    file is downloaded instead, in the same session, and ``sections_error`` says why (a 429/403 fails the row
+    as any other download does)."""
     import yt_dlp
 
     host = urlparse(url).hostname or url
     HOSTS.wait(host, cfg)
+    meta: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="v2d_vox_ytdlp_") as folder:
         try:
             with yt_dlp.YoutubeDL(options(cfg, reader, folder, video)) as ydl:
-                info = ydl.sanitize_info(ydl.extract_info(url, download=True))
+                raw = ydl.extract_info(url, download=False)
+                info = ydl.sanitize_info(raw)
                 subs = _subtitles(ydl, info, cfg)
+                got = None
+                if spans and cfg.sections:
+                    got = _sections(url, raw, options(cfg, reader, folder, video), spans, limits, meta)
+                if got is None:
+                    ydl.process_ie_result(raw, download=True)
+                    got = _whole(folder)
         except yt_dlp.utils.YoutubeDLError as e:
             message = _clean(str(e), folder).replace(url, "<url>")
             HOSTS.answer(host, bool(_BLOCKED.search(message)))
             raise DownloadError(f"yt-dlp: {message}") from None
         HOSTS.answer(host, False)
-        files = [f for f in os.listdir(folder) if f.startswith("media.") and not f.endswith((".part", ".ytdl"))]
-        if len(files) != 1:
-            raise DownloadError(f"yt-dlp wrote {len(files)} media files, expected 1")
-        with open(os.path.join(folder, files[0]), "rb") as f:
-            data = f.read()
-    meta = {k: info[k] for k in METADATA if info.get(k) is not None}
-    meta["version"] = yt_dlp.version.__version__
+    meta.update({k: info[k] for k in METADATA if info.get(k) is not None}, version=yt_dlp.version.__version__)
     if subs:
         meta["subtitles"] = subs
-    return data, meta
+    return got, meta
+
+
+def _sections(url: str, raw: dict[str, Any], opts: dict[str, Any], spans: list[Span], limits: Limits | None,
+              meta: dict[str, Any]) -> tuple[Piece, ...] | None:
+    """The pieces holding ``spans`` (their ranges in ``meta["sections"]``), probed; None when the whole file is
+    better (the sections cover most of a duration the site gives) or they failed (why: ``meta["sections_error"]``).
+    A 429/403 is raised: the whole file would be refused too."""
+    import yt_dlp
+
+    wanted, duration = sections(spans), raw.get("duration")
+    if sum(b - a for a, b in wanted) > MAX_FRACTION * (duration or math.inf):
+        return None
+    folder = opts["paths"]["home"]
+    try:
+        pieces = _pieces(raw, opts, wanted)
+        probe_pieces(pieces, duration, limits)  # a section ffmpeg could not seek into has no frames
+    except (yt_dlp.utils.YoutubeDLError, DownloadError) as e:
+        failed = _clean(str(e), folder).replace(url, "<url>")
+        if _BLOCKED.search(failed):
+            raise
+        meta["sections_error"] = failed
+        _remove_media(folder)
+        return None
+    meta["sections"] = [[a, b] for a, b in wanted]
+    return pieces
+
+
+def _pieces(raw: dict[str, Any], opts: dict[str, Any], wanted: list[Span]) -> tuple[Piece, ...]:
+    """Each range of ``wanted`` downloaded by yt-dlp's ffmpeg (``download_ranges``) into a file of its own;
+    ``-copyts`` keeps the source's timeline in it (by default each file restarts at 0 from the keyframe before
+    its range, so an exact cut could not be placed)."""
+    import yt_dlp
+
+    folder = opts["paths"]["home"]
+    opts = {**opts, "outtmpl": {"default": os.path.join(folder, "media.%(section_start)s.%(ext)s")},
+            "download_ranges": yt_dlp.utils.download_range_func(None, wanted),
+            "external_downloader_args": {"ffmpeg_o": ["-copyts"]}}
+    with yt_dlp.YoutubeDL(opts) as ydl:
+        done = ydl.process_ie_result(copy.deepcopy(raw), download=True).get("requested_downloads") or []
+    paths = [d.get("filepath") for d in done]
+    if len(paths) != len(wanted) or not all(p and os.path.isfile(p) and os.path.getsize(p) for p in paths):
+        raise DownloadError(f"yt-dlp wrote {len(paths)} sections, expected {len(wanted)}")
+    pieces = []
+    for (a, b), path in zip(wanted, paths):
+        with open(path, "rb") as f:
+            pieces.append(Piece(a, b, f.read()))
+    return tuple(pieces)
+
+
+def _remove_media(folder: str) -> None:
+    for name in os.listdir(folder):
+        if name.startswith("media."):
+            os.remove(os.path.join(folder, name))
+
+
+def _whole(folder: str) -> bytes:
+    """The one media file yt-dlp wrote into ``folder``."""
+    files = [f for f in os.listdir(folder) if f.startswith("media.") and not f.endswith((".part", ".ytdl"))]
+    if len(files) != 1:
+        raise DownloadError(f"yt-dlp wrote {len(files)} media files, expected 1")
+    with open(os.path.join(folder, files[0]), "rb") as f:
+        return f.read()
 
 
 def _subtitles(ydl: Any, info: dict[str, Any], cfg: YtdlpConfig) -> dict[str, Any] | None:

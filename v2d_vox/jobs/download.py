@@ -79,6 +79,9 @@ def download(
         "the cues go to each output's json (cut to its clip)")] = None,
     captions_are_subtitles: Annotated[bool, Help(
         "the fetched subtitles' text becomes each output's txt caption (else it is only in the json)")] = False,
+    ytdlp_sections: Annotated[bool, Help(
+        "yt-dlp rows with clip spans download only the sections holding them (--no-ytdlp_sections: whole "
+        "files)")] = True,
     incremental_mode: IncrementalMode = "incremental",
     max_shard_retry: MaxShardRetry = 1,
     distributor: Distributor = "multiprocessing",
@@ -100,7 +103,8 @@ def download(
               read_with=reader, url_template=url_template,
               ytdlp=YtdlpConfig(format=ytdlp_format, cookie_file=cookie_file, proxy=proxy, rate_limit=rate_limit,
                                 sleep=sleep_requests, retries=retries, max_blocked=max_blocked,
-                                subtitle_langs=subtitle_langs or [], captions_are_subtitles=captions_are_subtitles))
+                                subtitle_langs=subtitle_langs or [], captions_are_subtitles=captions_are_subtitles,
+                                sections=ytdlp_sections))
     prepare(output_folder, incremental_mode, distributor, distributor_args, processes_count)
     spec = TableSpec(input_format, url_col, caption_col, clip_col, save_additional_columns, samples_per_shard)
     n_shards, rows = shard_tables(url_list, output_folder, spec)

@@ -1,0 +1,121 @@
+"""yt-dlp rows with clip spans download only the sections holding them (``download_ranges``): against a
+loopback server, a long source with three short spans gives the same clips as the whole-file path for a small
+part of its bytes, and a section download that fails falls back to the whole file with the row still ok."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from support import long_media, serve
+
+import v2d_vox
+from v2d_vox import ytdlp
+from v2d_vox.errors import SubsampleError
+from v2d_vox.ffmpeg import compile_plan
+from v2d_vox.plan import MediaPlan, Segment
+from v2d_vox.probe import probe
+from v2d_vox.sample import Piece, Sample
+
+SECONDS, FPS = 60.0, 25
+SPANS = [[5.0, 7.5], [31.3, 33.9], [52.0, 54.0]]
+STEPS = [{"name": "clip"},
+         {"name": "resample_video", "fps": FPS, "width": 96, "height": 64, "mode": "crop"},
+         {"name": "resample_audio", "sample_rate": 16000, "channels": 1}]
+
+
+@pytest.fixture(scope="module")
+def long_dir(tmp_path_factory):
+    """A 60 s source with 10 s GOPs (each section reaches back to its keyframe): its index before the media,
+    and one with the index after it, which ffmpeg cannot seek into on a server without Range."""
+    d = tmp_path_factory.mktemp("sections")
+    long_media(d / "fast.mp4", SECONDS, size=(160, 90), gop=10 * FPS)
+    long_media(d / "end.mp4", SECONDS, size=(160, 90), gop=10 * FPS, faststart=False)
+    return d
+
+
+def test_sections_are_the_pass_segments_with_margins():
+    assert ytdlp.sections([(5.0, 7.5), (31.3, 33.9), (52.0, 54.0)]) == [(3.5, 8.5), (29.8, 34.9), (50.5, 55.0)]
+    assert ytdlp.sections([(0.2, 2.0), (3.0, 4.0)]) == [(0.0, 5.0)]  # close spans share one
+
+
+def test_pieces_feed_the_segment_each_holds(long_dir):
+    """Each segment's input is the piece that holds it, seeked by timestamp; a segment no piece holds, or an
+    output of the whole source, fails the row with one line."""
+    data = (long_dir / "fast.mp4").read_bytes()
+    a, b = Piece(0.0, 10.0, b"first"), Piece(20.0, 40.0, b"second")
+    sample = Sample("k", {"mp4": a.data}, {"probe": probe(data)}, pieces=(a, b))
+    plan = MediaPlan()
+    plan.layout.spans = [(5.0, 7.0), (31.0, 33.0)]
+    assert [s for s in plan.layout.segments()] == [Segment(4.0, 7.0, (0,)), Segment(30.0, 33.0, (1,))]
+    inputs = compile_plan(plan, sample).inputs
+    assert [i.data for i in inputs] == [b"first", b"second"]
+    assert inputs[1].options == ["-seek_timestamp", "1", "-ss", "30.000000", "-t", "3.000000"]
+    plan.layout.spans = [(45.0, 47.0)]
+    with pytest.raises(SubsampleError, match="no fetched section holds the source's 44.00-47.00 s"):
+        compile_plan(plan, sample)
+    with pytest.raises(SubsampleError, match="fetched in sections only"):
+        compile_plan(MediaPlan(), sample)
+
+
+def _download(tmp_path, url: str, name: str, **options) -> tuple[dict, dict[str, bytes]]:
+    table = tmp_path / f"{name}.jsonl"
+    table.write_text(json.dumps({"url": url, "clips": SPANS}) + "\n")
+    out = tmp_path / name
+    v2d_vox.download(str(table), str(out), config={"subsamplers": STEPS}, clip_col="clips", reader="yt-dlp",
+                     processes_count=1, thread_count=1, progress=False, **options)
+    [row] = pq.read_table(out / "00000.parquet").to_pylist()
+    with tarfile.open(out / "00000.tar") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    return row, members
+
+
+def _clip(data: bytes) -> dict[str, object]:
+    """Each stream's start and duration (seconds) and the decoded grey frames."""
+    with av.open(io.BytesIO(data)) as c:
+        times = {s.type: (float(s.start_time * s.time_base), float(s.duration * s.time_base)) for s in c.streams}
+        frames = np.stack([f.to_ndarray(format="gray") for f in c.decode(video=0)])
+    return {**times, "frames": frames}
+
+
+def test_sections_give_the_same_clips_as_the_whole_file(tmp_path, long_dir):
+    size = (long_dir / "fast.mp4").stat().st_size
+    with serve(long_dir) as srv:
+        url = f"{srv.url}/range/fast.mp4"
+        parts, part_members = _download(tmp_path, url, "sections")
+        whole, whole_members = _download(tmp_path, url, "whole", ytdlp_sections=False)
+    assert parts["status"] == whole["status"] == "success" and parts["outputs"] == whole["outputs"] == 3
+    assert whole["bytes_downloaded"] == whole["source_bytes"] == size
+    assert parts["source_bytes"] is None and 0 < parts["bytes_downloaded"] < 0.7 * size  # 10 s GOPs: from keyframes
+    keys = sorted(k for k in whole_members if k.endswith(".mp4"))
+    assert sorted(k for k in part_members if k.endswith(".mp4")) == keys
+    for key in keys:
+        a, b = _clip(part_members[key]), _clip(whole_members[key])
+        for kind in ("video", "audio"):
+            assert abs(a[kind][1] - b[kind][1]) <= 1 / FPS  # durations within a frame
+            assert abs(a[kind][0] - b[kind][0]) <= 0.04
+        assert abs(a["video"][0] - a["audio"][0]) <= 0.04  # A/V in sync
+        assert a["frames"].shape == b["frames"].shape and np.array_equal(a["frames"], b["frames"])
+    meta, whole_meta = (json.loads(m[keys[0].replace(".mp4", ".json")]) for m in (part_members, whole_members))
+    assert meta["yt_dlp"]["sections"] == [[3.5, 8.5], [29.8, 34.9], [50.5, 55.0]]
+    assert meta["span"] == whole_meta["span"] == SPANS[0] and "sections" not in whole_meta["yt_dlp"]
+    # the generic extractor gives no duration: the last section's end stands for it (spans lie inside)
+    assert SPANS[-1][1] < meta["probe"]["duration"] < SECONDS
+
+
+def test_a_failed_section_download_falls_back_to_the_whole_file(tmp_path, long_dir):
+    """An mp4 with its index at the end, on a server without Range: yt-dlp's ffmpeg writes sections without
+    frames; the row downloads the whole file from the same extraction and its clips come out as usual."""
+    size = (long_dir / "end.mp4").stat().st_size
+    with serve(long_dir) as srv:
+        row, members = _download(tmp_path, f"{srv.url}/media/end.mp4", "fallback")
+    assert row["status"] == "success" and row["outputs"] == 3
+    assert row["bytes_downloaded"] == row["source_bytes"] == size
+    meta = json.loads(members[f"{row['key']}_00000.json"])
+    assert meta["yt_dlp"]["sections_error"].startswith("not decodable media") and "sections" not in meta["yt_dlp"]
+    assert meta["probe"]["duration"] == SECONDS
