@@ -1,6 +1,7 @@
 """Loader throughput against the decode-only ceiling, side by side in one run.
 
     PYTHONPATH=$PWD python benchmarks/bench_loader.py [--clips 96] [--workers 2] [--rounds 2] [--before DIR]
+                                                      [--main-threads 1]
 
 Same clips for all (real 224x224 25 fps talking heads with 16 kHz AAC, copied to fill --clips), 2 s centred:
   ceiling    --workers processes, each clip opened once, its video and audio packets demuxed and decoded
@@ -16,7 +17,9 @@ Same clips for all (real 224x224 25 fps talking heads with 16 kHz AAC, copied to
 Reports clips/s, clips/s per core, time to first batch, peak RSS per worker process (VmHWM, which counts the
 pages a forked worker shares with its parent), ratios to the ceiling, and CPU milliseconds per clip (main
 process and workers together), whose ratio to the ceiling's holds up better than wall time when other jobs
-share the cores. Each method runs --rounds times,
+share the cores. The ceiling's processes get the loader workers' malloc setting (``keep_freed_memory``), and
+the main process runs torch with --main-threads threads (1: the workers already fill the cores). Each method
+runs --rounds times,
 interleaved, best kept (the machine is shared, so single runs are noisy).
 """
 
@@ -43,6 +46,7 @@ import webdataset as wds
 
 from v2d_vox.loader import DecodeConfig, LogMel, Normalize, make_loader
 from v2d_vox.loader.decode import _duration
+from v2d_vox.loader.pipeline import keep_freed_memory
 from v2d_vox.media import open_media
 
 MEDIA = Path(__file__).parents[1] / "tests" / "data"
@@ -153,8 +157,10 @@ def timed(batches, batch_size_of) -> tuple[int, float, float, float, float]:
 
 BEFORE = """
 import json, os, sys, time
+import torch
 from v2d_vox.loader import LogMel, Normalize, make_loader
-shards, workers, batch, size = json.loads(sys.argv[1])
+shards, workers, batch, size, threads = json.loads(sys.argv[1])
+torch.set_num_threads(threads)
 ready = {"video": Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "audio->mel": LogMel()}
 loader = make_loader(shards, batch_size=batch, num_workers=workers, shuffle_buffer=16, clip_seconds=2.0, fps=25,
                      size=size, random_start=False, device="cpu", batch_transforms=ready)
@@ -167,9 +173,10 @@ print(json.dumps([n, time.perf_counter() - t0, first, cpu() - cpu0]))
 """
 
 
-def run_before(tree: str, shards: list[str], workers: int, batch_size: int) -> tuple[int, float, float, float]:
+def run_before(tree: str, shards: list[str], workers: int, batch_size: int, threads: int
+               ) -> tuple[int, float, float, float]:
     """The loader of another checkout on the same shards, timed inside its own process."""
-    spec = json.dumps([shards, workers, batch_size, CFG.size])
+    spec = json.dumps([shards, workers, batch_size, CFG.size, threads])
     out = subprocess.run([sys.executable, "-c", BEFORE, spec], check=True, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": tree}, cwd=tree)
     n, secs, first, cpu = json.loads(out.stdout.splitlines()[-1])
@@ -184,7 +191,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--size", type=int, default=112, help="training size; 224: the clips' own, no resize")
     parser.add_argument("--before", help="a checkout of the loader to compare with (run from there)")
+    parser.add_argument("--main-threads", type=int, default=1,
+                        help="torch threads of the training process, where the batch transforms run (1: the workers "
+                             "fill the cores, and more threads only spin against them)")
     args = parser.parse_args()
+    torch.set_num_threads(args.main_threads)
     global CFG
     CFG = dataclasses.replace(CFG, size=args.size)
     sources = sorted(MEDIA.glob("pc-avs__*.mp4"))
@@ -214,7 +225,7 @@ def main() -> None:
 
         for _ in range(args.rounds):
             t0, cpu0 = time.perf_counter(), cpu_seconds()
-            with Pool(args.workers) as pool:
+            with Pool(args.workers, initializer=keep_freed_memory) as pool:  # the loader's workers' malloc too
                 pool.map(raw_decode, [str(p) for p in paths], chunksize=4)
             keep("decode-only ceiling", args.clips, time.perf_counter() - t0, float("nan"), float("nan"),
                  cpu_seconds() - cpu0)
@@ -227,7 +238,7 @@ def main() -> None:
                 assert loader.cfg.on_device == (convert == "device")
             if args.before:
                 keep("before: " + Path(args.before).name, *run_before(args.before, shards, args.workers,
-                                                                      args.batch_size))
+                                                                      args.batch_size, args.main_threads))
             baseline = torch.utils.data.DataLoader(FolderDataset(paths), batch_size=args.batch_size,
                                                    num_workers=args.workers, shuffle=True)
             keep("previous decode, map-style", *timed(baseline, lambda b: b["video"].shape[0]))
@@ -239,7 +250,8 @@ def main() -> None:
     results["decode-only ceiling"][1] = float("nan")
     print(f"{args.clips} clips of 2 s (224px 25 fps H.264 + AAC -> normalized 50x3x{CFG.size}x{CFG.size} float"
           " + 80-mel), "
-          f"{args.workers} workers on {cores} cores, batch {args.batch_size}, best of {args.rounds}, "
+          f"{args.workers} workers on {cores} cores, batch {args.batch_size}, {args.main_threads} torch thread(s) in "
+          f"the main process, best of {args.rounds}, "
           f"load average {os.getloadavg()[0]:.1f}")
     cpu_ceiling = results["decode-only ceiling"][3]
     print(f"{'':28s}{'clips/s':>9s}{'per core':>10s}{'first batch s':>15s}{'peak RSS/worker MB':>20s}"

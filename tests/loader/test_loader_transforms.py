@@ -35,6 +35,26 @@ def test_compute_stats_then_normalize(identity_shards):
     torch.testing.assert_close(normed.std(dim=(0, 2, 3)), torch.ones(3), atol=2e-3, rtol=0)
 
 
+def test_normalize_reuses_only_memory_that_no_output_holds():
+    norm = Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    x = torch.randint(0, 256, (2, 4, 3, 16, 16), dtype=torch.uint8)
+    expected = (x.float() / 255 - torch.tensor(norm.mean).view(3, 1, 1)) / torch.tensor(norm.std).view(3, 1, 1)
+    first = norm(x)
+    torch.testing.assert_close(first, expected, atol=1e-5, rtol=0)
+    kept = first[0]  # a view keeps the first output's memory alive
+    address = first.data_ptr()
+    del first
+    second = norm(torch.zeros_like(x))
+    assert second.data_ptr() != address  # not over the view that is still held
+    torch.testing.assert_close(kept, expected[0], atol=1e-5, rtol=0)
+    del kept
+    third = norm(x)
+    assert third.data_ptr() == address  # free again: reused instead of faulting in fresh pages
+    torch.testing.assert_close(third, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(norm(x.float() / 255), expected, atol=1e-5, rtol=0)  # float input: plain math
+    assert len(norm._buffers) <= Normalize.KEEP
+
+
 def _videos(shards):
     import random
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 
 from ..sample import JSON
@@ -20,6 +21,20 @@ def fit(x: torch.Tensor, length: int, dim: int) -> tuple[torch.Tensor, int]:
     pad_shape = list(x.shape)
     pad_shape[dim] = length - n
     return torch.cat([x, x.new_zeros(pad_shape)], dim=dim), n
+
+
+def stack(xs: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` of equal-shape CPU tensors, copied by numpy (8 clips of 50x3x112x112 uint8: ~3 ms
+    against torch's 30-65 ms measured here) and, in a DataLoader worker, straight into shared memory as
+    torch's ``default_collate`` does, so the batch reaches the main process without another copy."""
+    if not xs or any(x.device.type != "cpu" for x in xs):
+        return torch.stack(xs)
+    out = None
+    if torch.utils.data.get_worker_info() is not None:
+        storage = xs[0].untyped_storage()._new_shared(len(xs) * xs[0].nbytes)
+        out = torch.empty(0, dtype=xs[0].dtype).set_(storage).view(len(xs), *xs[0].shape)
+    stacked = np.stack([x.numpy() for x in xs], out=None if out is None else out.numpy())
+    return torch.from_numpy(stacked) if out is None else out
 
 
 def _time_dim(name: str) -> int:
@@ -44,7 +59,7 @@ def collate_yuv(samples: list[dict], length: int) -> tuple[list[dict], torch.Ten
             y, valid[i] = fit(p["y"], length, 0)
             ys.append(y)
             uvs.append(fit(p["uv"], length, 0)[0])
-        out.append({"y": torch.stack(ys), "uv": torch.stack(uvs), "rows": torch.tensor(rows),
+        out.append({"y": stack(ys), "uv": stack(uvs), "rows": torch.tensor(rows),
                     "colorspace": colorspace, "full_range": full})
     return out, torch.arange(length)[None, :] < valid[:, None]
 
@@ -68,7 +83,7 @@ def collate(samples: list[dict], sizes: Sizes) -> dict:
         dim = _time_dim(name)
         empty = present[0].narrow(dim, 0, 0)  # a sample without this field: all padding, mask all False
         fitted = [fit(s.get(name, empty), length, dim) for s in samples]
-        batch[name] = torch.stack([x for x, _ in fitted])
+        batch[name] = stack([x for x, _ in fitted])
         valid = torch.tensor([n for _, n in fitted])
         batch[f"{name}_mask"] = torch.arange(length)[None, :] < valid[:, None]
     if "video" in sizes and any("video_yuv" in s for s in samples):

@@ -145,8 +145,8 @@ class _Frames:
             self.frames.append(self._out(self.previous))  # the last frame lasts one frame interval
         if not self.frames:
             raise ValueError("no video frames decoded")
-        if not self.yuv:
-            return {"video": torch.from_numpy(np.stack(self.frames)).permute(0, 3, 1, 2).contiguous()}
+        if not self.yuv:  # (T, H, W, C) -> (T, C, H, W) by numpy: torch's permuted copy of uint8 is ~6x slower
+            return {"video": torch.from_numpy(np.ascontiguousarray(np.stack(self.frames).transpose(0, 3, 1, 2)))}
         colorspace, full = self.color
         return {"video_yuv": {"y": torch.from_numpy(np.stack([y for y, _ in self.frames])),
                               "uv": torch.from_numpy(np.stack([uv for _, uv in self.frames])),
@@ -172,7 +172,8 @@ class _Samples:
             self.first_time = frame.time or 0.0
             self.need = round((self.start - self.first_time + self.seconds) * self.rate)
         if frame.format.name in ("flt", "fltp") and frame.layout.nb_channels == 1 and frame.sample_rate == self.rate:
-            chunks = [frame.to_ndarray()[0]]  # already mono float at the rate: the resampler would only copy
+            # already mono float at the rate: the resampler would only copy (and to_ndarray stacks planes)
+            chunks = [np.frombuffer(frame.planes[0], np.float32, frame.samples)]
         else:
             chunks = [f.to_ndarray()[0] for f in self.resampler.resample(frame)]
         self.chunks.extend(chunks)

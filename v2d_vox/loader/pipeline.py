@@ -27,6 +27,7 @@ order after the restart differs from the uninterrupted run's, because the shuffl
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import random
@@ -228,6 +229,8 @@ class ClipDataset(wds.DataPipeline):
         rank, world = node_info(cfg)
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if info is not None:
+            keep_freed_memory()
         restart = progress.batches if cfg.resampled else 0  # a resumed resampled pass draws a fresh stream
         key = (cfg.seed, progress.epoch, rank, worker, restart)
         rng = random.Random(_seed(*key, "samples"))
@@ -263,6 +266,22 @@ class ClipDataset(wds.DataPipeline):
             partial(batched, batch_size=cfg.batch_size, collate_fn=collate_fn, stats=stats,
                     partial=cfg.partial, origin=(rank, worker)),
         ]
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc ``mallopt`` parameters
+
+
+def keep_freed_memory() -> None:
+    """In a process the loader owns (a worker): glibc serves blocks up to 32 MB from its heap and keeps up to
+    128 MB freed at its top, so each clip's frames and arrays reuse pages instead of faulting in fresh ones
+    (by default a block over 128 KB is mapped anew and unmapped when freed, and a fresh page costs ~0.7 ms
+    per MB on this machine: ~7 ms of a clip's ~35). A no-op without glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    libc.mallopt(M_TRIM_THRESHOLD, 128 << 20)
 
 
 def to_device(x, device: torch.device, non_blocking: bool = True):
