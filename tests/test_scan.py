@@ -41,7 +41,7 @@ def planted(tmp_path_factory, synthetic_dir) -> Path:
         ("short", sample("imageio__realshort.mp4", "A", "vA3")),
         ("silent", sample((synthetic_dir / "video_only_2s.mp4").read_bytes(), "B", "vB3")),
         ("a1", sample(head1, "A", "vA1")),  # same key as in 00000.tar
-        ("c_00000", sample(head2, "C")),  # two clips of video "c" (key prefix): no positive
+        ("c_00000", sample(head2, "C")),  # two clips of video "c" (key prefix): no positive, but negatives
         ("c_00001", sample(head3, "C")),
     ])
     return folder
@@ -50,26 +50,24 @@ def planted(tmp_path_factory, synthetic_dir) -> Path:
 def test_scan_reports_exactly_the_planted_samples(planted, tmp_path):
     report, clean = tmp_path / "report", tmp_path / "clean"
     summary = v2d_vox.scan(str(planted), str(report), write_clean=str(clean), processes_count=2, **CHECKS)
-    assert summary["reasons"] == {"no positive": 2, "decode error": 1, "too short": 1, "no audio": 1,
-                                  "duplicate key": 1}
-    assert (summary["samples"], summary["bad_samples"], summary["identities"]) == (10, 6, 2)
+    assert summary["reasons"] == {"decode error": 1, "too short": 1, "no audio": 1, "duplicate key": 1}
+    assert (summary["samples"], summary["bad_samples"], summary["identities"]) == (10, 4, 3)
     bad = pq.read_table(report / "bad_samples.parquet").to_pylist()
     found = {(Path(r["shard"]).name, r["key"], r["reasons"][0].split(":")[0]) for r in bad}
     assert found == {("00000.tar", "corrupt", "decode error"), ("00001.tar", "short", "too short"),
-                     ("00001.tar", "silent", "no audio"), ("00001.tar", "a1", "duplicate key"),
-                     ("00001.tar", "c_00000", "no positive"), ("00001.tar", "c_00001", "no positive")}
+                     ("00001.tar", "silent", "no audio"), ("00001.tar", "a1", "duplicate key")}
     assert all(len(r["reasons"]) == 1 for r in bad)
-    assert json.loads((report / "summary.json").read_text())["bad_samples"] == 6
+    assert json.loads((report / "summary.json").read_text())["bad_samples"] == 4
     again = v2d_vox.scan(str(planted), str(report), progress=False, **CHECKS)  # resumes: nothing decoded twice
     assert again["shards_skipped"] == 2 and again["reasons"] == summary["reasons"]
 
     assert sorted(p.name for p in clean.glob("*.tar")) == ["00000.tar", "00001.tar"]
     assert [k for k, _ in read_tar(str(clean / "00000.tar"))] == ["a1", "a2", "b1"]
-    assert [k for k, _ in read_tar(str(clean / "00001.tar"))] == ["b2"]
+    assert [k for k, _ in read_tar(str(clean / "00001.tar"))] == ["b2", "c_00000", "c_00001"]
     assert dict(read_tar(str(clean / "00001.tar")))["b2"] == dict(read_tar(str(planted / "00001.tar")))["b2"]
     rescan = v2d_vox.scan(str(clean / "{00000..00001}.tar"), str(tmp_path / "report2"), progress=False,
                           write_clean=str(tmp_path / "clean2"), **CHECKS)
-    assert (rescan["samples"], rescan["bad_samples"], rescan["reasons"]) == (4, 0, {})
+    assert (rescan["samples"], rescan["bad_samples"], rescan["reasons"]) == (6, 0, {})
     for name in ("00000.tar", "00001.tar"):  # deterministic: the same samples give the same bytes
         assert (tmp_path / "clean2" / name).read_bytes() == (clean / name).read_bytes()
 
@@ -97,12 +95,16 @@ def test_audio_video_mismatch(tmp_path, synthetic_dir):
     assert loose["bad_samples"] == 0
 
 
-def test_identity_coverage_reaches_a_fixed_point():
-    """Dropping B (one video) leaves A without a negative: both must be reported, or the clean set
-    would fail a rescan."""
-    records = [{"identity": i, "video_id": v, "reasons": []} for i, v in [("A", "1"), ("A", "2"), ("B", "3")]]
-    flag_identities(records)
-    assert [r["reasons"][0].split(":")[0] for r in records] == ["no negative", "no negative", "no positive"]
+def test_identity_coverage_follows_the_loaders_triplet_rule():
+    """B has one video: never an anchor, but a negative for A's anchors, as in training; so all three stay."""
+    def flagged(pairs):
+        records = [{"identity": i, "video_id": v, "reasons": []} for i, v in pairs]
+        flag_identities(records)
+        return [r["reasons"][0].split(":")[0] if r["reasons"] else None for r in records]
+
+    assert flagged([("A", "1"), ("A", "2"), ("B", "3")]) == [None, None, None]
+    assert flagged([("A", "1"), ("A", "2")]) == ["no negative", "no negative"]  # one identity: no negative
+    assert flagged([("A", "1"), ("A", "1"), ("B", "3")]) == ["no positive"] * 3  # no identity with two videos
 
 
 def test_cli_reports_unreadable_shards(planted, tmp_path):

@@ -116,23 +116,23 @@ def flag_duplicates(records: list[Record]) -> None:
 
 
 def flag_identities(records: list[Record]) -> None:
-    """Triplet coverage among the samples still usable: each anchor needs a positive (a clip of its
-    identity from another video) and a negative (another identity). Dropping samples can take away
-    another's negative, so repeat until nothing changes: the clean set then passes a rescan."""
+    """Triplet coverage among the samples still usable, by the loader's rule: an anchor needs a positive (a clip
+    of its identity from another video) and a negative (any other identity). A one-video identity still serves
+    as negatives, so its clips are kept whenever some identity has two videos and there are two identities;
+    otherwise no triplet can form at all and every usable sample gets the reason. The clean set then passes a
+    rescan (what stays keeps both conditions true)."""
     usable = [r for r in records if not r["reasons"]]
-    while usable:
-        videos: dict[str, set[str]] = defaultdict(set)
-        for r in usable:
-            videos[r["identity"]].add(r["video_id"])
-        for r in usable:
-            if len(videos[r["identity"]]) < 2:
-                r["reasons"].append(f"no positive: identity {r['identity']} has clips of one video only")
-            elif len(videos) < 2:
-                r["reasons"].append(f"no negative: {r['identity']} is the only identity")
-        kept = [r for r in usable if not r["reasons"]]
-        if len(kept) == len(usable):
-            break
-        usable = kept
+    videos: dict[str, set[str]] = defaultdict(set)
+    for r in usable:
+        videos[r["identity"]].add(r["video_id"])
+    if len(videos) < 2:
+        reason = "no negative: {} is the only identity"
+    elif all(len(v) < 2 for v in videos.values()):
+        reason = "no positive: no identity has clips of two videos ({} has one)"
+    else:
+        return
+    for r in usable:
+        r["reasons"].append(reason.format(r["identity"]))
 
 
 class ScanTask:

@@ -40,10 +40,11 @@ def main(argv: list[str] | None = None) -> list[float]:
     v2d_vox.download(table, shards, clip_col="clips", config="voxceleb2", samples_per_shard=2, processes_count=2,
                      thread_count=2, progress=False)
     urls = sorted(str(p) for p in Path(shards).glob("*.tar"))
+    clean = os.path.join(args.out, "clean")  # the samples that can be decoded and form triplets
     v2d_vox.scan(urls, report, min_duration=2.0, require_audio=True, require_video=True, identity_field="identity",
-                 processes_count=2, progress=True)
-    return train_triplet().main([*urls, "--steps", str(args.steps), "--batch-size", "4",
-                                 "--workers", str(args.workers)])
+                 write_clean=clean, processes_count=2, progress=True)
+    return train_triplet().main([*sorted(str(p) for p in Path(clean).glob("*.tar")), "--steps", str(args.steps),
+                                 "--batch-size", "4", "--workers", str(args.workers)])
 
 
 if __name__ == "__main__":
