@@ -71,12 +71,18 @@ def raw(data: bytes, **members) -> dict:
 
 
 @pytest.mark.parametrize("name", TALKING_HEADS)
-@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("cfg", [*CONFIGS, DecodeConfig(size=224)])
 def test_worker_path_equals_the_previous_decode(name, cfg):
     data = (DATA / name).read_bytes()
     out = decode_sample(raw(data), cfg, random.Random(3))
     assert out["start"] > 0  # a seek, so the one demux pass starts at the video keyframe before the clip
-    assert torch.equal(out["video"], previous_video(data, out["start"], cfg))  # same swscale, one context
+    before = previous_video(data, out["start"], cfg)
+    assert out["video"].shape == before.shape and out["video"].is_contiguous()
+    diff = (out["video"].int() - before.int()).abs()
+    if cfg.size == 224:  # the clips' own size: no scaling, the same colour conversion exactly
+        assert not diff.any()
+    else:  # swscale's RGBA path (SIMD) rounds a little differently from its packed RGB24 one
+        assert diff.max() <= 6 and diff.float().mean() < 2.0
     before = previous_audio(data, out["start"], cfg)
     assert out["audio"].shape == before.shape == (cfg.num_samples,)
     # the audio is now decoded from the keyframe on, not from a seek of its own: AAC's first frame after a

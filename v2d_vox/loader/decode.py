@@ -6,8 +6,8 @@ clip start, then one demux pass that decodes the clip's video and audio packets 
 from its own member when the sample has one). Frames are picked on a fixed time grid (``start + i / fps``,
 the latest decoded frame at or before each instant), so any source frame rate maps to the target one.
 
-Picked frames leave as RGB at the training size (swscale, one context per clip: ``to_ndarray`` with a size
-builds a new one per frame, which cost more than decoding) or, with ``yuv=True``, as their YUV 4:2:0
+Picked frames leave as RGB at the training size (swscale to RGBA, one context per clip: ``to_ndarray`` with a
+size builds a new one per frame, which cost more than decoding) or, with ``yuv=True``, as their YUV 4:2:0
 planes for ``color.batch_to_rgb`` to convert a whole batch on the training device.
 """
 
@@ -125,9 +125,12 @@ class _Frames:
         return self.last[1]
 
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """(3, H, W) at the training size: a view of swscale's RGBA output (its SIMD path for 32-bit RGB scales
+        ~3x faster than packed RGB24 here, within a few levels of it)."""
         h, w, top, left, oh, ow = geometry(frame.height, frame.width, self.size)
-        rgb = self.reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=self.threads).to_ndarray()
-        return rgb[top : top + oh, left : left + ow]
+        plane = self.reformatter.reformat(frame, width=w, height=h, format="rgba", threads=self.threads).planes[0]
+        rgba = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, : 4 * w].reshape(h, w, 4)
+        return rgba[top : top + oh, left : left + ow, :3].transpose(2, 0, 1)
 
     def _planes(self, frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray]:
         if self.layout is None:
@@ -145,8 +148,9 @@ class _Frames:
             self.frames.append(self._out(self.previous))  # the last frame lasts one frame interval
         if not self.frames:
             raise ValueError("no video frames decoded")
-        if not self.yuv:  # (T, H, W, C) -> (T, C, H, W) by numpy: torch's permuted copy of uint8 is ~6x slower
-            return {"video": torch.from_numpy(np.ascontiguousarray(np.stack(self.frames).transpose(0, 3, 1, 2)))}
+        if not self.yuv:  # one copy of the frames' (C, H, W) views into a contiguous (T, C, H, W)
+            video = np.empty((len(self.frames), *self.frames[0].shape), np.uint8)
+            return {"video": torch.from_numpy(np.stack(self.frames, out=video))}
         colorspace, full = self.color
         return {"video_yuv": {"y": torch.from_numpy(np.stack([y for y, _ in self.frames])),
                               "uv": torch.from_numpy(np.stack([uv for _, uv in self.frames])),
