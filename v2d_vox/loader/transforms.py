@@ -87,6 +87,9 @@ class Normalize:
         out = self._free(tuple(x.shape)) if x.device.type == "cpu" else torch.empty_like(x, dtype=torch.float32)
         return out.copy_(x).mul_(1.0 / (255.0 * std)).add_(-mean / std)
 
+    def __getstate__(self) -> dict:  # a copy sent to a worker starts without this process's buffers
+        return {**self.__dict__, "_buffers": []}
+
     def _free(self, shape: tuple[int, ...]) -> torch.Tensor:
         """A float32 CPU tensor of ``shape`` over a kept array that no earlier output (or view of one) holds."""
         for arr in self._buffers:
