@@ -1,5 +1,7 @@
 """Transforms: normalization with dataset statistics, SpecAugment masks, corruptions, noise at an SNR."""
 
+import pickle
+
 import pytest
 import torch
 
@@ -53,6 +55,7 @@ def test_normalize_reuses_only_memory_that_no_output_holds():
     torch.testing.assert_close(third, expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(norm(x.float() / 255), expected, atol=1e-5, rtol=0)  # float input: plain math
     assert len(norm._buffers) <= Normalize.KEEP
+    assert pickle.loads(pickle.dumps(norm))._buffers == []  # a copy sent to workers carries no batch memory
 
 
 def _videos(shards):
