@@ -124,6 +124,42 @@ def long_media(path: Path, seconds: float, size: tuple[int, int] = (320, 180), f
     return path
 
 
+def split_media(source: Path, folder: Path) -> tuple[str, str]:
+    """A video-only mp4 and an audio-only m4a copied from ``source``'s streams into ``folder`` (names
+    returned): what a DASH site serves as separate formats (see the server's /dash/ route)."""
+    from v2d_vox.ffmpeg import ffmpeg_exe
+
+    names = (f"{source.stem}.video.mp4", f"{source.stem}.audio.m4a")
+    for name, drop in zip(names, ("-an", "-vn")):
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(source), drop, "-c", "copy",
+                        "-movflags", "+faststart", str(folder / name)], check=True)
+    return names
+
+
+def mpd(files: dict[str, bytes]) -> bytes:
+    """A static DASH manifest with one single-file representation (BaseURL on the /range/ route, no segment
+    index: "unfragmented media" to yt-dlp) per file, a video or an audio adaptation set each."""
+    sets, duration = [], 0.0
+    for n, (name, data) in enumerate(files.items()):
+        with av.open(io.BytesIO(data)) as c:
+            s = (c.streams.video or c.streams.audio)[0]
+            kind = s.type
+            seconds = c.duration / av.time_base
+            duration = max(duration, seconds)
+            if kind == "video":
+                profile = s.codec_context.extradata[1:4].hex()  # avcC: profile, compatibility, level
+                attrs = (f'mimeType="video/mp4" codecs="avc1.{profile}" width="{s.codec_context.width}" '
+                         f'height="{s.codec_context.height}" frameRate="{s.average_rate}"')
+            else:
+                attrs = f'mimeType="audio/mp4" codecs="mp4a.40.2" audioSamplingRate="{s.codec_context.sample_rate}"'
+        sets.append(f'<AdaptationSet contentType="{kind}"><Representation id="{kind}{n}" {attrs} '
+                    f'bandwidth="{int(8 * len(data) / seconds)}"><BaseURL>/range/{name}</BaseURL>'
+                    "</Representation></AdaptationSet>")
+    return (f'<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
+            f'profiles="urn:mpeg:dash:profile:isoff-on-demand:2011" mediaPresentationDuration="PT{duration:.3f}S">'
+            f'<Period>{"".join(sets)}</Period></MPD>').encode()
+
+
 # ---------------------------------------------------------------- reading outputs back
 
 
@@ -249,7 +285,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
     /redirect/NAME (to another host name), /gzip/* (a compressed body), /hostile/ffconcat/PATH and
     /hostile/sdp (see `ffconcat`, `SDP`), /status/CODE/*; /page/NAME[,NAME2] is a video page (``<video>``
     sources with their heights, og:video; ``?subs=LANG:FILE.vtt,...`` adds ``<track>`` subtitles served from
-    /media/); /range/NAME serves a file honouring one ``Range: bytes=`` range (206, or 416); anything else is
+    /media/); /dash/NAME[,NAME2]/manifest.mpd is a DASH manifest of those files as separate formats (`mpd`);
+    /range/NAME serves a file honouring one ``Range: bytes=`` range (206, or 416); anything else is
     an HTML 404. Body bytes sent are counted per path (``served``)."""
 
     server: MediaServer
@@ -381,6 +418,12 @@ class _FaultHandler(BaseHTTPRequestHandler):
             html = (f'<html><head><title>clip {names[0]}</title><meta property="og:video" content="/media/{names[0]}">'
                     f"</head><body><video controls>{sources}{tracks}</video></body></html>")
             return self._send(200, html.encode(), "text/html; charset=utf-8")
+        if kind == "dash":  # /dash/VIDEO,AUDIO/manifest.mpd: separate video-only and audio-only formats
+            names = rest.partition("/")[0].split(",")
+            files = {n: self.server.file(n) for n in names}
+            if not all(files.values()):
+                return self._send(404, b"not found")
+            return self._send(200, mpd(files), "application/dash+xml")
         if kind == "status":  # /status/CODE/*: an error answer, e.g. 429 or 403 from a site that blocks us
             code, _, _ = rest.partition("/")
             return self._send(int(code), b"<html>blocked</html>", "text/html")
