@@ -3,13 +3,19 @@
 Tables are streamed in record batches and each shard is written, by a small thread pool, as soon as it
 fills, so a 10M-row table never sits in memory (benchmarks/bench_sharding.py measures time and peak RSS).
 The same inputs and arguments always give the same shards and keys:
-files are taken in sorted order and a ``_done.json`` with a signature pins the layout for reruns."""
+files are taken in sorted order and a ``_done.json`` with a signature pins the layout for reruns.
+
+A column keeps one type in every input shard: pyarrow fixes a csv column's type from its first block (and a
+json batch's from its rows), so when a later block, batch or file disagrees, that column is read as text in
+every table and the sharding starts over (one more streaming pass per such column, no row lost)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,7 +35,8 @@ from .layout import INPUTS, Layout, input_name
 from .sample import RESERVED_FIELDS
 
 FORMATS = ("csv", "tsv", "parquet", "json", "jsonl", "txt")
-_BATCH = 65536  # rows per record batch read: large enough that per-batch overhead vanishes
+BATCH_ROWS = 65536  # rows per record batch read: large enough that per-batch overhead vanishes
+CSV_BLOCK = 1 << 22  # bytes per csv block; pyarrow infers each column's type from the first one
 WRITERS = 4  # threads writing input shards
 _IPC = ipc.IpcWriteOptions(compression="lz4")
 _DONE = f"{INPUTS}/_done.json"
@@ -74,23 +81,49 @@ def _format(url: str, input_format: str) -> str:
     return fmt
 
 
-def read_batches(url: str, fmt: str) -> Iterator[pa.Table]:
-    """Stream a table file as pyarrow tables of at most _BATCH rows (json arrays load whole)."""
+class _Retype(ConfigError):
+    """A column changed type after its first rows: sharding starts over with it read as text. With ``late``:
+    it first came (or first held values) after them, so it starts over known from the start as ``late``."""
+
+    def __init__(self, url: str, column: str, why: str, late: pa.DataType | None = None):
+        super().__init__(f"{url}: column {column!r} {why[:160]}")
+        self.column, self.late = column, late
+
+
+_CSV_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error")
+
+
+def read_batches(url: str, fmt: str, text: frozenset[str] = frozenset()) -> Iterator[pa.Table]:
+    """Stream a table file as pyarrow tables of at most BATCH_ROWS rows (json arrays load whole); the
+    ``text`` columns come as strings. Raises ``_Retype`` for a column that changes type within the file."""
     with fsspec.open(url, "rb") as f:
         if fmt == "parquet":
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH):
-                yield pa.Table.from_batches([batch])
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS):
+                yield _as_text(pa.Table.from_batches([batch]), text)
         elif fmt in ("csv", "tsv"):
             opts = pcsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
-            reader = pcsv.open_csv(f, parse_options=opts, read_options=pcsv.ReadOptions(block_size=1 << 22))
-            for batch in reader:
-                yield pa.Table.from_batches([batch])
+            # Raw bytes, never a conversion error; _as_text decodes them.
+            convert = pcsv.ConvertOptions(column_types=dict.fromkeys(text, pa.binary()))
+            reader = pcsv.open_csv(f, parse_options=opts, read_options=pcsv.ReadOptions(block_size=CSV_BLOCK),
+                                   convert_options=convert)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except pa.ArrowInvalid as e:
+                    found = _CSV_CONVERSION.match(str(e))
+                    if found is None:  # not a type change: a malformed file
+                        raise
+                    why = f"changes type after the first block ({str(e).split(': ', 1)[1]})"
+                    raise _Retype(url, reader.schema.names[int(found[1])], why) from None
+                yield _as_text(pa.Table.from_batches([batch]), text)
         elif fmt == "json":
             rows = json.load(f)
             if not isinstance(rows, list):
                 raise ConfigError(f"{url}: a .json table must hold a list of objects; use .jsonl for lines")
-            for i in range(0, len(rows), _BATCH):
-                yield pa.Table.from_pylist(rows[i : i + _BATCH])
+            for i in range(0, len(rows), BATCH_ROWS):
+                yield _from_rows(rows[i : i + BATCH_ROWS], text, url)
         else:
             batch: list[Any] = []
             for line in f:
@@ -98,15 +131,44 @@ def read_batches(url: str, fmt: str) -> Iterator[pa.Table]:
                 if not line:
                     continue
                 batch.append(json.loads(line) if fmt == "jsonl" else {"url": line.decode("utf-8", "replace")})
-                if len(batch) == _BATCH:
-                    yield pa.Table.from_pylist(batch)
+                if len(batch) == BATCH_ROWS:
+                    yield _from_rows(batch, text, url)
                     batch = []
             if batch:
-                yield pa.Table.from_pylist(batch)
+                yield _from_rows(batch, text, url)
 
 
-def _normalize(table: pa.Table, spec: TableSpec, url: str) -> pa.Table:
-    """Rename the user's columns to url/caption/clips and keep the requested extras."""
+def _from_rows(rows: list[Any], text: frozenset[str], url: str) -> pa.Table:
+    """JSON objects -> a table with every key that any of them has (``Table.from_pylist`` keeps only the
+    first object's keys). A ``text`` column holds each value's JSON text (strings as they are)."""
+    for row in rows:
+        if not isinstance(row, dict):
+            raise ConfigError(f"{url}: every row must be a JSON object, got {json.dumps(row)[:80]}")
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    if rows and len(names) == len(rows[0]) and text.isdisjoint(names):  # the fast path loses nothing
+        try:
+            return pa.Table.from_pylist(rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass  # the loop below names the column
+    cols = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        if name in text:
+            cols[name] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values],
+                                  pa.string())
+            continue
+        try:
+            cols[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as e:
+            raise _Retype(url, name, f"changes type within a batch ({e})") from None
+    return pa.table(cols)
+
+
+def _normalize(table: pa.Table, spec: TableSpec, url: str, types: dict[str, pa.DataType],
+               first: bool) -> pa.Table:
+    """Rename the user's columns to url/caption/clips and keep the requested extras, every one in every
+    batch, in the type of the first rows (``types``: filled by the ``first`` batch, or known from a pass
+    before; raises ``_Retype`` for a column that is new or changes type)."""
     url_col = "url" if spec.input_format == "txt" or _ext(url) == "txt" else spec.url_col
     names = table.column_names
     for col in (url_col, spec.caption_col, spec.clip_col):
@@ -118,16 +180,23 @@ def _normalize(table: pa.Table, spec: TableSpec, url: str) -> pa.Table:
     cols = {"url": _text(table[url_col])}
     if spec.caption_col:
         cols["caption"] = _text(table[spec.caption_col])
-    if spec.clip_col:
-        clips = table[spec.clip_col]
-        if pa.types.is_string(clips.type) or pa.types.is_large_string(clips.type):  # JSON text already
-            cols["clips"] = pc.if_else(pc.equal(clips, ""), pa.scalar(None, pa.string()), _text(clips))
-        else:  # lists (parquet, json): the JSON text of each
-            cols["clips"] = pa.array([None if v is None else json.dumps(v) for v in clips.to_pylist()], pa.string())
+    if spec.clip_col:  # JSON text (lists from parquet or json become theirs); an empty cell means no clips
+        clips = _text(table[spec.clip_col])
+        cols["clips"] = pc.if_else(pc.equal(clips, ""), pa.scalar(None, pa.string()), clips)
     for c in extras:
+        column, known = table[c], types.get(c)
+        if known is None or pa.types.is_null(known):
+            if not first and not pa.types.is_null(column.type):  # the shards before lack it or hold nulls
+                where = "empty in" if known else "absent from"
+                raise _Retype(url, c, f"is {where} the first rows, {column.type} here", column.type)
+            types[c] = column.type
+        elif column.type != known and not pa.types.is_null(column.type):
+            raise _Retype(url, c, f"is {known} in the first rows, {column.type} here")
+    for c, known in types.items():  # every extra seen, in one order, absent ones as nulls
         name = f"input_{c}" if c in RESERVED_FIELDS else c  # a "status" or "key" column must not pass for ours
         if name not in cols:
-            cols[name] = table[c]
+            column = table[c] if c in names else pa.nulls(table.num_rows, known)
+            cols[name] = column if column.type == known else column.cast(known)
     return pa.table(cols)
 
 
@@ -161,11 +230,26 @@ def _changes(done: dict[str, Any], urls: list[str], spec: TableSpec) -> str:
 
 def _text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """A column as text. Bytes that are not UTF-8 (a Latin-1 caption in a csv, a binary parquet column) are
-    decoded with U+FFFD for the bad bytes: one odd cell costs a character, not the job."""
+    decoded with U+FFFD for the bad bytes: one odd cell costs a character, not the job. Lists and structs
+    become their JSON text, other values Arrow's text of them."""
     if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-        values = [None if v is None else v.decode("utf-8", "replace") for v in column.to_pylist()]
+        try:
+            return column.cast(pa.string())  # checks UTF-8
+        except pa.ArrowInvalid:
+            values = [None if v is None else v.decode("utf-8", "replace") for v in column.to_pylist()]
+            return pa.chunked_array([pa.array(values, pa.string())])
+    if pa.types.is_nested(column.type):
+        values = [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
         return pa.chunked_array([pa.array(values, pa.string())])
     return column.cast(pa.string())
+
+
+def _as_text(table: pa.Table, text: frozenset[str]) -> pa.Table:
+    """The table with its ``text`` columns as strings."""
+    for name in text.intersection(table.column_names):
+        i = table.column_names.index(name)
+        table = table.set_column(i, name, _text(table[i]))
+    return table
 
 
 def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec,
@@ -188,6 +272,33 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec,
         raise ConfigError(f"{output_folder} was made from {_changes(info, urls, spec)}; "
                           "use incremental_mode='overwrite' or a new output folder")
     layout.fs.makedirs(layout.path(INPUTS), exist_ok=True)
+    text: set[str] = set()
+    known: dict[str, pa.DataType] = {}  # kept columns that came late: in their type from the start
+    while True:
+        try:
+            shards, rows = _write_shards(layout, urls, fmts, spec, writers, frozenset(text), dict(known))
+            break
+        except _Retype as e:
+            if e.column in text or (e.late is not None and e.column in known):  # never loop
+                raise
+            if e.late is None:
+                text.add(e.column)
+                if e.column in known:
+                    known[e.column] = pa.string()
+            else:
+                known[e.column] = e.late
+            how = "read as text in every table" if e.late is None else f"kept as {e.late}, null where absent"
+            print(f"{e}: {how}; sharding again", file=sys.stderr, flush=True)
+    layout.write_json(_DONE, {"signature": sig, "shards": shards, "rows": rows, "inputs": urls,
+                              "spec": asdict(spec), "text_columns": sorted(text)})
+    return shards, rows
+
+
+def _write_shards(layout: Layout, urls: list[str], fmts: list[str], spec: TableSpec, writers: int,
+                  text: frozenset[str], types: dict[str, pa.DataType]) -> tuple[int, int]:
+    """One streaming pass over the tables, ``text`` columns read as text and ``types`` known from the start
+    -> (shards, rows). Raises ``_Retype`` at the first column that is new or changes type after the first
+    rows; the next pass overwrites the shards this one wrote."""
     size = spec.samples_per_shard
     width = len(str(size - 1))
     suffixes = np.arange(size, dtype=np.int64)
@@ -204,8 +315,8 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec,
             shard_id += 1
 
         for url, fmt in zip(urls, fmts):
-            for batch in _checked(read_batches(url, fmt), url, fmt):
-                pending.append(_normalize(batch, spec, url))
+            for batch in _checked(read_batches(url, fmt, text), url, fmt):
+                pending.append(_normalize(batch, spec, url, types, first=rows == 0))
                 rows += batch.num_rows
                 buffered += batch.num_rows
                 if buffered < size:
@@ -220,8 +331,6 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec,
             submit(pa.concat_tables(pending, promote_options="permissive"))
         for future in in_flight:
             future.result()
-    layout.write_json(_DONE, {"signature": sig, "shards": shard_id, "rows": rows, "inputs": urls,
-                              "spec": asdict(spec)})
     return shard_id, rows
 
 
