@@ -91,14 +91,22 @@ class Normalize:
         return {**self.__dict__, "_buffers": []}
 
     def _free(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """A float32 CPU tensor of ``shape`` over a kept array that no earlier output (or view of one) holds."""
-        for arr in self._buffers:
-            # references: the list, ``arr``, getrefcount's argument; a live output's storage adds one
-            if arr.shape == shape and sys.getrefcount(arr) == 3:
+        """A float32 CPU tensor of ``shape`` over a kept array that no earlier output (or view of one) holds:
+        a live output's storage holds one more reference to its array than ``_UNHELD``."""
+        for arr, refs in zip(self._buffers, _references(self._buffers)):
+            if arr.shape == shape and refs == _UNHELD:
                 return torch.from_numpy(arr)
         arr = torch.empty(shape, dtype=torch.float32).numpy()  # not np.empty: huge-page compaction stalls here
         self._buffers = [*self._buffers[1 - self.KEEP :], arr] if self.KEEP > 1 else [arr]
         return torch.from_numpy(arr)
+
+
+def _references(arrays: list[np.ndarray]) -> list[int]:
+    """Each array's reference count as seen from here (one function, so ``_UNHELD`` is counted the same way)."""
+    return [sys.getrefcount(a) for a in arrays]
+
+
+_UNHELD = _references([np.empty(0)])[0]  # an array that only a list holds
 
 
 class LogMel(MelSpec):
