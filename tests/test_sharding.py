@@ -107,7 +107,7 @@ def test_a_json_column_that_changes_type_after_the_first_batch_is_text(tmp_path,
     assert {t.schema.field("fold").type for t in meta} == {pa.string()}
     assert {t.schema.field("score").type for t in meta[1:]} == {pa.int64()}  # shard 0: none (worker infers)
     err = capsys.readouterr().err
-    assert "column 'late' is absent from the first rows, bool here: kept as bool, null where absent" in err
+    assert "column 'late' is absent from the first rows, bool here: kept as bool in every table" in err
     assert "column 'score' is empty in the first rows, int64 here" in err
 
 
@@ -148,3 +148,29 @@ def test_a_malformed_row_after_the_first_block_is_still_one_line(tmp_path, monke
     with pytest.raises(ConfigError, match="cannot read as csv: .*Expected 2 columns, got 3") as e:
         shard_tables(str(tmp_path / "t.csv"), str(tmp_path / "out"), TableSpec())
     assert "\n" not in str(e.value)
+
+
+def test_a_late_column_that_also_changes_type_is_text(tmp_path, monkeypatch):
+    """Absent from the first batch, then an int, then a word: text from the first row, no row lost."""
+    monkeypatch.setattr(sharding, "BATCH_ROWS", 2)
+    rows = [{"url": "http://h/a"}, {"url": "http://h/b"}, {"url": "http://h/c", "x": 1},
+            {"url": "http://h/d", "x": "s"}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert shard_tables(str(tmp_path / "t.jsonl"), str(tmp_path / "out"), TableSpec(samples_per_shard=3)) == (2, 4)
+    assert [r["x"] for sid in range(2) for r in read_shard(str(tmp_path / "out"), sid)] == [None, None, "1", "s"]
+
+
+def test_numbers_of_different_widths_stay_numbers(tmp_path):
+    """int32 in one parquet, int64 in another: int64; ints then floats: float64 (text only when no number
+    type holds both)."""
+    pq.write_table(pa.table({"url": ["http://h/a"], "n": pa.array([1], pa.int32()), "f": [1]}),
+                   tmp_path / "a.parquet")
+    pq.write_table(pa.table({"url": ["http://h/b"], "n": pa.array([2], pa.int64()), "f": [2.5]}),
+                   tmp_path / "b.parquet")
+    out = tmp_path / "out"
+    shard_tables([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], str(out), TableSpec(samples_per_shard=1))
+    got = [r for sid in range(2) for r in read_shard(str(out), sid)]
+    assert [(r["n"], r["f"]) for r in got] == [(1, 1.0), (2, 2.5)]
+    for sid in range(2):
+        schema = ipc.open_file(str(out / "_inputs" / f"{sid:05d}.arrow")).schema
+        assert (schema.field("n").type, schema.field("f").type) == (pa.int64(), pa.float64())

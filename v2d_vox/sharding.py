@@ -82,12 +82,23 @@ def _format(url: str, input_format: str) -> str:
 
 
 class _Retype(ConfigError):
-    """A column changed type after its first rows: sharding starts over with it read as text. With ``late``:
-    it first came (or first held values) after them, so it starts over known from the start as ``late``."""
+    """A column changed type after its first rows: sharding starts over with it read as text, or, with
+    ``as_type``, known as that type from the start (a column that came, or first held values, after them; a
+    number column whose later rows need a wider type)."""
 
-    def __init__(self, url: str, column: str, why: str, late: pa.DataType | None = None):
+    def __init__(self, url: str, column: str, why: str, as_type: pa.DataType | None = None):
         super().__init__(f"{url}: column {column!r} {why[:160]}")
-        self.column, self.late = column, late
+        self.column, self.as_type = column, as_type
+
+
+def _widened(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
+    """The type that holds numbers of both ``a`` and ``b`` (int32 and int64: int64; an int and a float:
+    float64); None when one is no number."""
+    if pa.types.is_integer(a) and pa.types.is_integer(b):
+        return pa.int64()
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in (a, b)):
+        return pa.float64()
+    return None
 
 
 _CSV_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error")
@@ -191,7 +202,9 @@ def _normalize(table: pa.Table, spec: TableSpec, url: str, types: dict[str, pa.D
                 raise _Retype(url, c, f"is {where} the first rows, {column.type} here", column.type)
             types[c] = column.type
         elif column.type != known and not pa.types.is_null(column.type):
-            raise _Retype(url, c, f"is {known} in the first rows, {column.type} here")
+            wider = _widened(known, column.type)
+            if wider != known:  # numbers: known as the wider type from the start; anything else: text
+                raise _Retype(url, c, f"is {known} in the first rows, {column.type} here", wider)
     for c, known in types.items():  # every extra seen, in one order, absent ones as nulls
         name = f"input_{c}" if c in RESERVED_FIELDS else c  # a "status" or "key" column must not pass for ours
         if name not in cols:
@@ -273,25 +286,33 @@ def shard_tables(url_list: str | list[str], output_folder: str, spec: TableSpec,
                           "use incremental_mode='overwrite' or a new output folder")
     layout.fs.makedirs(layout.path(INPUTS), exist_ok=True)
     text: set[str] = set()
-    known: dict[str, pa.DataType] = {}  # kept columns that came late: in their type from the start
+    known: dict[str, pa.DataType] = {}  # kept columns whose type is known from the start of a pass
     while True:
         try:
             shards, rows = _write_shards(layout, urls, fmts, spec, writers, frozenset(text), dict(known))
             break
         except _Retype as e:
-            if e.column in text or (e.late is not None and e.column in known):  # never loop
-                raise
-            if e.late is None:
+            before = (set(text), dict(known))
+            if e.as_type is None:
                 text.add(e.column)
-                if e.column in known:
+                if _kept(spec, e.column):  # text from the first row, even where it comes late
                     known[e.column] = pa.string()
             else:
-                known[e.column] = e.late
-            how = "read as text in every table" if e.late is None else f"kept as {e.late}, null where absent"
-            print(f"{e}: {how}; sharding again", file=sys.stderr, flush=True)
+                known[e.column] = pa.string() if e.column in text else e.as_type
+            if (text, known) == before:  # nothing learned: another pass would stop in the same place
+                raise
+            how = "read as text" if e.as_type is None else f"kept as {known[e.column]}"
+            print(f"{e}: {how} in every table (null where absent); sharding again", file=sys.stderr, flush=True)
     layout.write_json(_DONE, {"signature": sig, "shards": shards, "rows": rows, "inputs": urls,
                               "spec": asdict(spec), "text_columns": sorted(text)})
     return shards, rows
+
+
+def _kept(spec: TableSpec, column: str) -> bool:
+    """Whether ``column`` goes into the input shards as an extra column."""
+    if column in (spec.url_col, spec.caption_col, spec.clip_col):
+        return False
+    return spec.save_additional_columns is None or column in spec.save_additional_columns
 
 
 def _write_shards(layout: Layout, urls: list[str], fmts: list[str], spec: TableSpec, writers: int,
