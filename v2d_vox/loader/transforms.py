@@ -10,7 +10,8 @@ Random transforms draw independently for every item in the leading dimensions.
 from __future__ import annotations
 
 import math
-import sys
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -75,7 +76,11 @@ class Normalize:
     mean: Sequence[float]
     std: Sequence[float]
     KEEP: ClassVar[int] = 4  # batches in flight: the one in use, the next, and the pin/prefetch stages
-    _buffers: list[np.ndarray] = field(default_factory=list, init=False, repr=False, compare=False)
+    # (array, weak reference to the view the last output was made from): free once that view is gone, i.e.
+    # once no output, nor any view of one, holds the memory
+    _buffers: list[tuple[np.ndarray, weakref.ref]] = field(default_factory=list, init=False, repr=False,
+                                                           compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __call__(self, x: torch.Tensor, g: Generator = None) -> torch.Tensor:
         shape = (-1, 1, 1)
@@ -88,25 +93,28 @@ class Normalize:
         return out.copy_(x).mul_(1.0 / (255.0 * std)).add_(-mean / std)
 
     def __getstate__(self) -> dict:  # a copy sent to a worker starts without this process's buffers
-        return {**self.__dict__, "_buffers": []}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_buffers", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _buffers=[], _lock=threading.Lock())
 
     def _free(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """A float32 CPU tensor of ``shape`` over a kept array that no earlier output (or view of one) holds:
-        a live output's storage holds one more reference to its array than ``_UNHELD``."""
-        for arr, refs in zip(self._buffers, _references(self._buffers)):
-            if arr.shape == shape and refs == _UNHELD:
-                return torch.from_numpy(arr)
-        arr = torch.empty(shape, dtype=torch.float32).numpy()  # not np.empty: huge-page compaction stalls here
-        self._buffers = [*self._buffers[1 - self.KEEP :], arr] if self.KEEP > 1 else [arr]
-        return torch.from_numpy(arr)
+        """A float32 CPU tensor of ``shape`` over kept memory that no earlier output holds, else new memory."""
+        with self._lock:
+            i = next((i for i, (arr, lent) in enumerate(self._buffers) if arr.shape == shape and lent() is None),
+                     None)
+            if i is None:
+                arr = torch.empty(shape, dtype=torch.float32).numpy()  # not np.empty: huge-page compaction stalls
+                self._buffers = [*self._buffers[1 - self.KEEP :], (arr, _dead)] if self.KEEP > 1 else [(arr, _dead)]
+                i = len(self._buffers) - 1
+            view = self._buffers[i][0].view()  # the output's storage keeps this view (and so the array) alive
+            self._buffers[i] = (self._buffers[i][0], weakref.ref(view))
+            return torch.from_numpy(view)
 
 
-def _references(arrays: list[np.ndarray]) -> list[int]:
-    """Each array's reference count as seen from here (one function, so ``_UNHELD`` is counted the same way)."""
-    return [sys.getrefcount(a) for a in arrays]
-
-
-_UNHELD = _references([np.empty(0)])[0]  # an array that only a list holds
+def _dead() -> None:
+    """A weak reference's answer once its object is gone: memory not lent yet."""
+    return None
 
 
 class LogMel(MelSpec):
