@@ -197,3 +197,21 @@ def test_audio_only_sections_give_the_same_clips_as_the_whole_audio(tmp_path, lo
     assert meta["yt_dlp"]["format_id"] == "audio1" and meta["yt_dlp"]["sections"] == [[3.5, 8.5], [29.8, 34.9],
                                                                                        [50.5, 55.0]]
     assert not meta["probe"]["has_video"] and meta["span"] == SPANS[0]
+
+
+def test_sections_of_a_source_whose_timeline_does_not_start_at_0_are_refused(tmp_path):
+    """An MPEG-TS section keeps the source's timeline, which starts anywhere (~1.4 s as ffmpeg writes it): cuts
+    measured from 0 would shift, so probing refuses the pieces and the row takes the whole file."""
+    import subprocess
+
+    from v2d_vox.errors import DownloadError
+    from v2d_vox.ffmpeg import ffmpeg_exe
+
+    mp4 = long_media(tmp_path / "s.mp4", 4.0)
+    ts = tmp_path / "s.ts"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(mp4), "-c", "copy", "-f", "mpegts", str(ts)],
+                   check=True)
+    assert probe(ts.read_bytes())["ext"] == "ts"
+    with pytest.raises(DownloadError, match="timeline starts at 0"):
+        probe_pieces((Piece(0.0, 2.0, ts.read_bytes()),), 4.0)
+    assert probe_pieces((Piece(0.0, 2.0, mp4.read_bytes()),), 4.0)["duration"] == 4.0

@@ -126,6 +126,10 @@ def probe(data: bytes, limits: Limits | None = None) -> dict[str, Any]:
     }
 
 
+# containers whose timeline starts at 0 as yt-dlp writes them: a piece's times are then the row's span times
+ZERO_ORIGIN_EXTS = ("mp4", "m4a", "webm", "mkv")
+
+
 def probe_pieces(pieces: tuple[Piece, ...], duration: float | None, limits: Limits | None = None) -> dict[str, Any]:
     """Metadata of a source fetched in pieces (``Sample.pieces``): every piece must probe as media with the
     first one's container and streams, and the info is the first piece's, with the source's ``duration``
@@ -133,6 +137,9 @@ def probe_pieces(pieces: tuple[Piece, ...], duration: float | None, limits: Limi
     pieces) in place of the piece's, no stream durations, and ``size`` None (the whole source's is unknown)."""
     limits = limits or Limits()
     infos = [probe(p.data, limits) for p in pieces]
+    if infos[0]["ext"] not in ZERO_ORIGIN_EXTS:  # an MPEG-TS timeline starts anywhere: cuts would shift
+        raise DownloadError(f"sections need a source whose timeline starts at 0 ({', '.join(ZERO_ORIGIN_EXTS)}), "
+                            f"not {infos[0]['format']}")
     shape = [{k: s[k] for k in ("index", "type", "codec")} for s in infos[0]["streams"]]
     for p, info in zip(pieces, infos):
         if info["format"] != infos[0]["format"] or [{k: s[k] for k in ("index", "type", "codec")}

@@ -209,6 +209,9 @@ def _pieces(raw: dict[str, Any], opts: dict[str, Any], wanted: list[Span]) -> tu
     paths = [d.get("filepath") for d in done]
     if len(paths) != len(wanted) or not all(p and os.path.isfile(p) and os.path.getsize(p) for p in paths):
         raise DownloadError(f"yt-dlp wrote {len(paths)} sections, expected {len(wanted)}")
+    size = sum(os.path.getsize(p) for p in paths)  # yt-dlp's max_filesize does not reach its ffmpeg
+    if size > opts["max_filesize"]:
+        raise DownloadError(f"over limit: the sections hold {size} bytes, over max_size_mb")
     pieces = []
     for (a, b), path in zip(wanted, paths):
         with open(path, "rb") as f:
