@@ -21,6 +21,7 @@ A, B = "pc-avs__Input_00010.mp4", "imageio__realshort.mp4"  # 224x224 and 320x24
 def test_auto_picks_yt_dlp_only_for_sites_it_knows():
     assert ytdlp.knows("https://www.youtube.com/watch?v=dQw4w9WgXcQ")
     assert not ytdlp.knows("http://127.0.0.1:8000/media/a.mp4") and not ytdlp.knows("/data/a.mp4")
+    assert ytdlp.knows("https://www.dropbox.com/s/abc/clip.mp4?dl=0")  # a page, though it ends in .mp4
 
 
 def test_format_choice_between_the_sources_of_a_page():

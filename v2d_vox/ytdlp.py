@@ -57,10 +57,13 @@ def _site_extractors() -> tuple[Any, ...]:
 
 def knows(url: str) -> bool:
     """Whether a site extractor of yt-dlp claims ``url`` (a YouTube watch page does; a file URL does not).
-    A path ending in a media extension is direct media, answered without asking the ~1,800 extractors
-    (whose first pass over a URL costs ~0.6 s per process)."""
+    A path ending in a media extension without a query is direct media, answered without asking the ~1,800
+    extractors (whose first pass over a URL costs ~0.6 s per process); with a query (a share link such as
+    Dropbox's ``clip.mp4?dl=0`` is a page) they are asked."""
     parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or posixpath.splitext(parsed.path)[1][1:].lower() in MEDIA_EXTS:
+    if parsed.scheme not in ("http", "https"):
+        return False
+    if not parsed.query and posixpath.splitext(parsed.path)[1][1:].lower() in MEDIA_EXTS:
         return False
     return any(ie.suitable(url) for ie in _site_extractors())
 
