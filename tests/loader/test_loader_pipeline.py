@@ -183,3 +183,5 @@ def test_worker_batches_are_stacked_straight_into_shared_memory():
     (seen,) = list(torch.utils.data.DataLoader(_Stacked(), batch_size=None, num_workers=1))
     assert seen == {"shared": True, "equal": True}  # no second copy when the batch crosses to the main process
     assert not stack([torch.zeros(2), torch.ones(2)]).is_shared()  # in the main process: ordinary memory
+    half = [torch.zeros(2, dtype=torch.bfloat16), torch.ones(2, dtype=torch.bfloat16)]  # no numpy dtype
+    assert torch.equal(stack(half), torch.stack(half)) and stack(half).dtype == torch.bfloat16

@@ -24,8 +24,8 @@ def fit(x: torch.Tensor, length: int, dim: int) -> tuple[torch.Tensor, int]:
 
 
 def stack(xs: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.stack`` of equal-shape CPU tensors, copied by numpy (8 clips of 50x3x112x112 uint8: ~3 ms
-    against torch's 30-65 ms measured here) and, in a DataLoader worker, straight into shared memory as
+    """``torch.stack`` of equal-shape CPU tensors, copied by numpy where it can (8 clips of 50x3x112x112 uint8:
+    ~3 ms against torch's 30-65 ms measured here) and, in a DataLoader worker, straight into shared memory as
     torch's ``default_collate`` does, so the batch reaches the main process without another copy."""
     if not xs or any(x.device.type != "cpu" for x in xs):
         return torch.stack(xs)
@@ -33,8 +33,13 @@ def stack(xs: list[torch.Tensor]) -> torch.Tensor:
     if torch.utils.data.get_worker_info() is not None:
         storage = xs[0].untyped_storage()._new_shared(len(xs) * xs[0].nbytes)
         out = torch.empty(0, dtype=xs[0].dtype).set_(storage).view(len(xs), *xs[0].shape)
+    if xs[0].dtype in _NO_NUMPY or any(x.requires_grad for x in xs):  # bfloat16, autograd: torch's own copy
+        return torch.stack(xs, out=out) if out is not None else torch.stack(xs)
     stacked = np.stack([x.numpy() for x in xs], out=None if out is None else out.numpy())
     return torch.from_numpy(stacked) if out is None else out
+
+
+_NO_NUMPY = {torch.bfloat16, torch.complex32, torch.float8_e4m3fn, torch.float8_e5m2}
 
 
 def _time_dim(name: str) -> int:
