@@ -146,7 +146,8 @@ def test_separate_video_and_audio_formats_are_fetched_as_merged_sections(long_di
     and each section is one file where yt-dlp's ffmpeg merged the two inputs, on the source timeline: video
     from its keyframe, audio from the section's start. The pieces probe as one source with both streams."""
     with serve(long_dir) as srv:
-        pieces, meta = ytdlp.read(f"{srv.url}/{DASH}", YtdlpConfig(), ReaderConfig(), spans=SPANS)
+        got, meta = ytdlp.read(f"{srv.url}/{DASH}", YtdlpConfig(), ReaderConfig(), spans=SPANS)
+    pieces = got.pieces
     assert meta["format_id"] == "video0+audio1" and "duration" not in meta  # a static MPD: yt-dlp gives none
     assert [(p.start, p.end) for p in pieces] == [tuple(s) for s in meta["sections"]]
     for p in pieces:
@@ -154,8 +155,9 @@ def test_separate_video_and_audio_formats_are_fetched_as_merged_sections(long_di
             video, audio = c.streams.video[0], c.streams.audio[0]
             v0, a0 = float(video.start_time * video.time_base), float(audio.start_time * audio.time_base)
         assert v0 <= p.start and v0 % 10 == 0 and abs(a0 - p.start) < 0.07  # keyframes every 10 s; AAC frames
-    info = probe_pieces(pieces, None)
-    assert info["has_video"] and info["has_audio"] and info["duration"] == pytest.approx(SPANS[-1][1] + 1, abs=0.1)
+    info = got.info  # probed once, in ytdlp (probe_pieces)
+    assert info == probe_pieces(pieces, None) and info["has_video"] and info["has_audio"]
+    assert info["duration"] == pytest.approx(SPANS[-1][1] + 1, abs=0.1)
 
 
 def test_dash_sections_give_the_same_clips_as_the_merged_whole_file(tmp_path, long_dir):

@@ -13,7 +13,7 @@ from . import __version__, subtitles, ytdlp
 from .config import Job
 from .errors import DownloadError
 from .plan import Span
-from .probe import probe, probe_pieces
+from .probe import probe
 from .reader import read, read_parts
 from .sample import JSON, TXT, Sample, check_key
 from .sharding import read_shard
@@ -47,19 +47,20 @@ def fetch_row(job: Job, row: Row, spans: list[Span] | None = None) -> Sample:
     in parts where its server and container allow it (``reader.read_parts``), a yt-dlp one as the sections
     holding them (``Sample.pieces``)."""
     url = job.url_template.format(url=row["url"]) if job.url_template else row["url"]
-    extra, fetched, pieces = {}, None, ()
+    extra, fetched, pieces, info = {}, None, (), None
     with stage("read"):
         if reader_for(job, url) == "yt-dlp":
             data, extra["yt_dlp"] = ytdlp.read(url, job.ytdlp, job.reader, keeps_video(job), spans, job.limits)
-            if isinstance(data, tuple):  # only the sections holding the spans
-                pieces, data = data, data[0].data
+            if isinstance(data, ytdlp.Sections):  # only the sections holding the spans, probed already
+                pieces, info, data = data.pieces, data.info, data.pieces[0].data
                 fetched = sum(len(p.data) for p in pieces)
         elif spans:
             data, fetched = read_parts(url, job.reader, spans)
         else:
             data = read(url, job.reader)
-    with stage("probe"):
-        info = probe_pieces(pieces, extra["yt_dlp"].get("duration"), job.limits) if pieces else probe(data, job.limits)
+    if info is None:
+        with stage("probe"):
+            info = probe(data, job.limits)
     meta = {k: v for k, v in row.items() if v is not None}
     subs = extra.get("yt_dlp", {}).pop("subtitles", None)
     meta.update(extra, probe=info)

@@ -26,6 +26,7 @@ import re
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 from urllib.parse import urlparse
@@ -133,8 +134,16 @@ def sections(spans: list[Span]) -> list[Span]:
             for s in Layout(spans=list(spans)).segments() or []]
 
 
+@dataclass(frozen=True)
+class Sections:
+    """A source fetched as the sections holding a row's spans, and their probe (``probe.probe_pieces``)."""
+
+    pieces: tuple[Piece, ...]
+    info: dict[str, Any]
+
+
 def read(url: str, cfg: YtdlpConfig, reader: ReaderConfig, video: bool = True, spans: list[Span] | None = None,
-         limits: Limits | None = None) -> tuple[bytes | tuple[Piece, ...], dict[str, Any]]:
+         limits: Limits | None = None) -> tuple[bytes | Sections, dict[str, Any]]:
     """The media of ``url`` as yt-dlp downloads it, and its metadata (``METADATA`` fields + yt-dlp's
     version) for the sample's json. Fails with yt-dlp's message as a DownloadError.
 
@@ -173,7 +182,7 @@ def read(url: str, cfg: YtdlpConfig, reader: ReaderConfig, video: bool = True, s
 
 
 def _sections(url: str, raw: dict[str, Any], opts: dict[str, Any], spans: list[Span], limits: Limits | None,
-              meta: dict[str, Any]) -> tuple[Piece, ...] | None:
+              meta: dict[str, Any]) -> Sections | None:
     """The pieces holding ``spans`` (their ranges in ``meta["sections"]``), probed; None when the whole file is
     better (the sections cover most of a duration the site gives) or they failed (why: ``meta["sections_error"]``).
     A 429/403 is raised: the whole file would be refused too."""
@@ -185,7 +194,7 @@ def _sections(url: str, raw: dict[str, Any], opts: dict[str, Any], spans: list[S
     folder = opts["paths"]["home"]
     try:
         pieces = _pieces(raw, opts, wanted)
-        probe_pieces(pieces, duration, limits)  # a section ffmpeg could not seek into has no frames
+        info = probe_pieces(pieces, duration, limits)  # a section ffmpeg could not seek into has no frames
     except (yt_dlp.utils.YoutubeDLError, DownloadError) as e:
         failed = _clean(str(e), folder).replace(url, "<url>")
         if _BLOCKED.search(failed):
@@ -194,7 +203,7 @@ def _sections(url: str, raw: dict[str, Any], opts: dict[str, Any], spans: list[S
         _remove_media(folder)
         return None
     meta["sections"] = [[a, b] for a, b in wanted]
-    return pieces
+    return Sections(pieces, info)
 
 
 def _pieces(raw: dict[str, Any], opts: dict[str, Any], wanted: list[Span]) -> tuple[Piece, ...]:
