@@ -46,7 +46,7 @@ import webdataset as wds
 
 from v2d_vox.loader import DecodeConfig, LogMel, Normalize, make_loader
 from v2d_vox.loader.decode import _duration
-from v2d_vox.loader.pipeline import keep_freed_memory
+from v2d_vox.loader.memory import keep_freed_memory
 from v2d_vox.media import open_media
 
 MEDIA = Path(__file__).parents[1] / "tests" / "data"

@@ -27,7 +27,6 @@ order after the restart differs from the uninterrupted run's, because the shuffl
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import random
@@ -43,6 +42,8 @@ from ..sample import JSON
 from .batch import batched, collate, collate_triplets
 from .color import batch_to_rgb
 from .decode import DecodeConfig, decode, hwaccel
+from .handover import Receiver, Slots
+from .memory import keep_freed_memory
 from .shards import expand, resampled, shard_order, skip_done_shards, split_by_node, split_by_worker, tar_samples
 from .state import LoaderStats, Progress
 from .transforms import apply
@@ -218,6 +219,9 @@ class ClipDataset(wds.DataPipeline):
         self.on_device = cfg.on_device  # checks ``convert`` before any worker starts
         hwaccel(cfg.decode.decode_device)  # the same for ``decode_device``
         self.progress = Progress()
+        # slots per worker to reuse for handing batches over (``handover``); 0: fresh shared memory per batch.
+        # Only a consumer that turns lent batches back into tensors (``Loader``) may set it.
+        self.handover_slots = 0
 
     def batches(self) -> Iterator[dict]:
         """Stage: one pass of batches (with ``__stats__`` deltas) from this rank and worker's shards."""
@@ -264,24 +268,9 @@ class ClipDataset(wds.DataPipeline):
             partial(map_transforms, transforms=cfg.transforms, g=g),
             *pairing,
             partial(batched, batch_size=cfg.batch_size, collate_fn=collate_fn, stats=stats,
-                    partial=cfg.partial, origin=(rank, worker)),
+                    partial=cfg.partial, origin=(rank, worker),
+                    slots=Slots(self.handover_slots) if info is not None else None),
         ]
-
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc ``mallopt`` parameters
-
-
-def keep_freed_memory() -> None:
-    """In a process the loader owns (a worker): glibc serves blocks up to 32 MB from its heap and keeps up to
-    128 MB freed at its top, so each clip's frames and arrays reuse pages instead of faulting in fresh ones
-    (by default a block over 128 KB is mapped anew and unmapped when freed, and a fresh page costs ~0.7 ms
-    per MB on this machine: decoding a 2 s clip took ~38 ms before, ~30 after). A no-op without glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
-    libc.mallopt(M_TRIM_THRESHOLD, 128 << 20)
 
 
 def to_device(x, device: torch.device, non_blocking: bool = True):
@@ -313,6 +302,9 @@ class Loader(wds.WebLoader):
             kw["prefetch_factor"] = cfg.prefetch_factor
         super().__init__(dataset, **{**kw, **dataloader_kw})
         self.dataset, self.cfg = dataset, cfg
+        # batches queued per worker, the one in the training step and the one before it; pinning copies each
+        # batch anyway (and its thread would see lent batches before ``_deliver`` rebuilds them)
+        dataset.handover_slots = 0 if cfg.pin_memory else cfg.prefetch_factor + 2
         self.device = torch.device(cfg.device) if cfg.device is not None else None
         self.stats = LoaderStats()
         self.progress = dataset.progress  # the pass being delivered (before the first: the one to come)
@@ -333,6 +325,7 @@ class Loader(wds.WebLoader):
             self.window = 0
         self._same_window = False
         following = Progress(epoch=progress.epoch + 1)
+        receive = Receiver()
         g = None
         if cfg.batch_transforms:
             rank, _ = node_info(cfg)
@@ -350,6 +343,7 @@ class Loader(wds.WebLoader):
             if "__ids__" not in batch:
                 continue
             batch["__origin__"] = tuple(batch["__origin__"])  # the DataLoader's conversion makes lists of tuples
+            batch = receive(batch)
             batch["__ids__"] = [tuple(i) for i in batch["__ids__"]]
             if finite:
                 for ident in batch["__ids__"]:

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from v2d_vox.melspec import MelSpec
 
+from .memory import empty_array
+
 Generator = torch.Generator | None
 
 
@@ -104,7 +106,7 @@ class Normalize:
             i = next((i for i, (arr, lent) in enumerate(self._buffers) if arr.shape == shape and lent() is None),
                      None)
             if i is None:
-                arr = torch.empty(shape, dtype=torch.float32).numpy()  # not np.empty: huge-page compaction stalls
+                arr = empty_array(shape, torch.float32)
                 self._buffers = [*self._buffers[1 - self.KEEP :], (arr, _dead)] if self.KEEP > 1 else [(arr, _dead)]
                 i = len(self._buffers) - 1
             view = self._buffers[i][0].view()  # the output's storage keeps this view (and so the array) alive
