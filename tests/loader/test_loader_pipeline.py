@@ -164,24 +164,3 @@ def test_unknown_labels_are_skipped_counted_and_warned_once(many_shards):
     assert [str(w.message) for w in caught if "label map" in str(w.message)] == [
         "label 2 of json field 'label' is not in the label map (2 labels); such samples are skipped and counted "
         "as unknown_label"]
-
-
-class _Stacked(torch.utils.data.IterableDataset):
-    """Yields what ``batch.stack`` makes inside a DataLoader worker process."""
-
-    def __iter__(self):
-        from v2d_vox.loader.batch import stack
-
-        parts = [torch.full((2, 3), i, dtype=torch.uint8) for i in range(4)]
-        out = stack(parts)
-        yield {"shared": out.is_shared(), "equal": torch.equal(out, torch.stack(parts))}
-
-
-def test_worker_batches_are_stacked_straight_into_shared_memory():
-    from v2d_vox.loader.batch import stack
-
-    (seen,) = list(torch.utils.data.DataLoader(_Stacked(), batch_size=None, num_workers=1))
-    assert seen == {"shared": True, "equal": True}  # no second copy when the batch crosses to the main process
-    assert not stack([torch.zeros(2), torch.ones(2)]).is_shared()  # in the main process: ordinary memory
-    half = [torch.zeros(2, dtype=torch.bfloat16), torch.ones(2, dtype=torch.bfloat16)]  # no numpy dtype
-    assert torch.equal(stack(half), torch.stack(half)) and stack(half).dtype == torch.bfloat16
