@@ -31,16 +31,17 @@ def stack(xs: list[torch.Tensor], empty: Empty | None = None) -> torch.Tensor:
     memory, see ``handover``), so the batch reaches the main process without another copy."""
     if not xs or any(x.device.type != "cpu" for x in xs):
         return torch.stack(xs)
-    out = None if empty is None else empty((len(xs), *xs[0].shape), xs[0].dtype)
+    shape = (len(xs), *xs[0].shape)
     if xs[0].dtype in _NO_NUMPY or any(x.requires_grad for x in xs):  # bfloat16, autograd: torch's own copy
-        return torch.stack(xs, out=out) if out is not None else torch.stack(xs)
-    stacked = np.stack([x.numpy() for x in xs], out=None if out is None else out.numpy())
-    return torch.from_numpy(stacked) if out is None else out
+        return torch.stack(xs) if empty is None else torch.stack(xs, out=empty(shape, dtype=xs[0].dtype))
+    out = (empty or torch.empty)(shape, dtype=xs[0].dtype)  # torch's allocator: no numpy huge-page advice
+    np.stack([x.numpy() for x in xs], out=out.numpy())
+    return out
 
 
 def mask(valid: torch.Tensor, length: int, empty: Empty | None = None) -> torch.Tensor:
     """(B, length) bool: True on the first ``valid[b]`` entries of row b."""
-    out = None if empty is None else empty((len(valid), length), torch.bool)
+    out = (empty or torch.empty)((len(valid), length), dtype=torch.bool)
     return torch.lt(torch.arange(length)[None, :], valid[:, None], out=out)
 
 
