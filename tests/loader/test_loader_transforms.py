@@ -58,6 +58,16 @@ def test_normalize_reuses_only_memory_that_no_output_holds():
     assert pickle.loads(pickle.dumps(norm))._buffers == []  # a copy sent to workers carries no batch memory
 
 
+def test_normalize_on_the_cpu_in_slices_gives_the_numbers_of_whole_tensor_ops():
+    norm = Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    mean, std = torch.tensor(norm.mean).view(3, 1, 1), torch.tensor(norm.std).view(3, 1, 1)
+    big = torch.randint(0, 256, (3, 20, 3, 64, 64), dtype=torch.uint8)  # 60 frames: several ~1 MB slices
+    for x in (big, big[:, ::2], big[0, 0], big[:0]):  # contiguous, strided, one (C, H, W) frame, empty
+        want = x.float().mul_(1.0 / (255.0 * std)).add_(-mean / std)
+        got = norm(x)
+        assert got.shape == x.shape and torch.equal(got, want)
+
+
 def _videos(shards):
     import random
 
