@@ -10,8 +10,11 @@ Same clips for all (real 224x224 25 fps talking heads with 16 kHz AAC, copied to
              device="cpu", Normalize to float and LogMel there (frames become RGB in the workers: convert=auto)
   loader, convert=device   the same with YUV planes out of the workers and the RGB conversion + resize batched
              on the (CPU) device in the main process: the GPU path's layout, timed on CPU
-  before (--before DIR)    the same loader run from another checkout (e.g. ``git archive`` of the commit
-             before issue 15 unpacked into DIR), in a subprocess, timed there: a before/after in one run
+  loader, own process      the same loader started in a fresh Python process, timed there: workers forked
+             from a small parent (the lines above fork from this benchmark's process, which the earlier
+             methods have grown, as a training process is large; runs here: 0-20% slower there)
+  before (--before DIR)    that, for the loader of another checkout (e.g. ``git archive`` of the commit
+             before issue 15 unpacked into DIR): a before/after in one run, to compare with "own process"
   previous decode          map-style Dataset over mp4 files with the loader's decode before issue 15 (three
              container opens per clip, a new swscale context per frame)
 Reports clips/s, clips/s per core, time to first batch, peak RSS per worker process (VmHWM, which counts the
@@ -155,7 +158,7 @@ def timed(batches, batch_size_of) -> tuple[int, float, float, float, float]:
     return n, time.perf_counter() - t0, first, peak, cpu_seconds() - cpu0
 
 
-BEFORE = """
+OWN_PROCESS = """
 import json, os, sys, time
 import torch
 from v2d_vox.loader import LogMel, Normalize, make_loader
@@ -173,11 +176,11 @@ print(json.dumps([n, time.perf_counter() - t0, first, cpu() - cpu0]))
 """
 
 
-def run_before(tree: str, shards: list[str], workers: int, batch_size: int, threads: int
-               ) -> tuple[int, float, float, float]:
-    """The loader of another checkout on the same shards, timed inside its own process."""
+def run_own_process(tree: str, shards: list[str], workers: int, batch_size: int, threads: int
+                    ) -> tuple[int, float, float, float]:
+    """The loader of the checkout at ``tree`` on the same shards, timed inside a fresh process."""
     spec = json.dumps([shards, workers, batch_size, CFG.size, threads])
-    out = subprocess.run([sys.executable, "-c", BEFORE, spec], check=True, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", OWN_PROCESS, spec], check=True, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": tree}, cwd=tree)
     n, secs, first, cpu = json.loads(out.stdout.splitlines()[-1])
     return n, secs, first, float("nan"), cpu
@@ -236,8 +239,10 @@ def main() -> None:
                 keep(name, *timed(loader, lambda b: len(b["__key__"])))
                 assert loader.stats.skipped == 0
                 assert loader.cfg.on_device == (convert == "device")
+            keep("loader, own process", *run_own_process(str(Path(__file__).parents[1]), shards, args.workers,
+                                                         args.batch_size, args.main_threads))
             if args.before:
-                keep("before: " + Path(args.before).name, *run_before(args.before, shards, args.workers,
+                keep("before: " + Path(args.before).name, *run_own_process(args.before, shards, args.workers,
                                                                       args.batch_size, args.main_threads))
             baseline = torch.utils.data.DataLoader(FolderDataset(paths), batch_size=args.batch_size,
                                                    num_workers=args.workers, shuffle=True)
