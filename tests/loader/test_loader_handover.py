@@ -137,3 +137,13 @@ def test_worker_slots_are_reused_and_views_kept_past_their_batch_stay_intact(ide
     assert n == 12 and len(places) < n  # memory was reused
     for key, video in kept.items():
         assert torch.equal(video, ref[key]["video"]), key
+
+
+def test_pinned_batches_are_handed_over_as_before(identity_shards):
+    ref = reference(identity_shards)
+    pinned = make_loader(identity_shards, batch_size=2, num_workers=2, clip_seconds=0.8, size=32,
+                         random_start=False, pin_memory=True)
+    assert pinned.dataset.handover_slots == 0 and loader(identity_shards).dataset.handover_slots == 3
+    for b in pinned:
+        for i, key in enumerate(b["__key__"]):
+            assert torch.equal(b["video"][i], ref[key]["video"])

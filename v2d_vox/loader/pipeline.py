@@ -300,11 +300,12 @@ class Loader(wds.WebLoader):
         kw = dict(batch_size=None, num_workers=cfg.num_workers, pin_memory=cfg.pin_memory)
         if cfg.num_workers:
             kw["prefetch_factor"] = cfg.prefetch_factor
-        super().__init__(dataset, **{**kw, **dataloader_kw})
+        kw.update(dataloader_kw)
+        super().__init__(dataset, **kw)
         self.dataset, self.cfg = dataset, cfg
         # batches queued per worker, the one in the training step and the one before it; pinning copies each
         # batch anyway (and its thread would see lent batches before ``_deliver`` rebuilds them)
-        dataset.handover_slots = 0 if cfg.pin_memory else cfg.prefetch_factor + 2
+        dataset.handover_slots = 0 if kw.get("pin_memory") else (kw.get("prefetch_factor") or 2) + 2
         self.device = torch.device(cfg.device) if cfg.device is not None else None
         self.stats = LoaderStats()
         self.progress = dataset.progress  # the pass being delivered (before the first: the one to come)
