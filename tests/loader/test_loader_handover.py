@@ -2,6 +2,7 @@
 
 import gc
 
+import pytest
 import torch
 
 from v2d_vox.loader import make_loader
@@ -139,6 +140,7 @@ def test_worker_slots_are_reused_and_views_kept_past_their_batch_stay_intact(ide
         assert torch.equal(video, ref[key]["video"]), key
 
 
+@pytest.mark.filterwarnings("ignore:.pin_memory.:UserWarning")  # no accelerator here
 def test_pinned_batches_are_handed_over_as_before(identity_shards):
     ref = reference(identity_shards)
     pinned = make_loader(identity_shards, batch_size=2, num_workers=2, clip_seconds=0.8, size=32,
