@@ -69,7 +69,9 @@ def test_a_lent_batch_names_its_tensors_places_and_sends_the_slot_once():
             assert "__lent__" not in lent
             continue
         assert isinstance(lent["video"], Place) and isinstance(lent["audio_mask"], Place)
-        assert lent["__lent__"] == Lent(0, slots.slots[0] if seed == 1 else None)
+        sent = lent["__lent__"]
+        assert isinstance(sent, Lent) and sent.slot == 0
+        assert sent.storage is (slots.slots[0] if seed == 1 else None)
         slots.slots[0][0] = 0  # as the main process does once it is done
 
 

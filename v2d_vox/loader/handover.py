@@ -42,7 +42,7 @@ class Place:
     dtype: torch.dtype
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Lent:
     """What a batch carries instead of its tensors' memory: the slot number, and the slot itself (a uint8 tensor
     over its shared storage) the first time the slot crosses."""
