@@ -107,7 +107,8 @@ class _Frames:
         self.previous: av.VideoFrame | None = None
         self.converted: av.VideoFrame | None = None  # the frame in row n - 1: repeats on the grid are copied
         self.reformatter = VideoReformatter()
-        self.rows: tuple[np.ndarray, ...] = ()  # per part of a frame, its (count, ...) array (see ``_parts``)
+        self.rows: tuple[np.ndarray, ...] = ()  # per part of a frame (RGB; or Y, U, V), its (count, ...) rows
+        self.y = self.uv = np.empty(0, np.uint8)  # yuv: (count, H, W) and (count, 2, H/2, W/2), rows of both
         self.layout: tuple[str, int, int] | None = None  # yuv: (format, width, height) of the clip's planes
         self.color = (2, False)  # yuv: (AVColorSpace, full range) of the clip
 
