@@ -117,14 +117,22 @@ class Arena:
         return {**_places(batch, base), "__lent__": Lent(self.index, slot if first else None)}
 
 
-def _places(x, base: int):
-    if isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() == base:
-        return Place(x.data_ptr() - base, tuple(x.shape), x.dtype)
+def _map(x, leaf):
+    """``x`` (nested dicts and lists) with every other value replaced by ``leaf(value)``."""
     if isinstance(x, dict):
-        return {k: _places(v, base) for k, v in x.items()}
+        return {k: _map(v, leaf) for k, v in x.items()}
     if isinstance(x, list):
-        return [_places(v, base) for v in x]
-    return x
+        return [_map(v, leaf) for v in x]
+    return leaf(x)
+
+
+def _places(batch: dict, base: int) -> dict:
+    """The batch with each tensor in the slot at ``base`` replaced by its ``Place``."""
+    def place(x):
+        if isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() == base:
+            return Place(x.data_ptr() - base, tuple(x.shape), x.dtype)
+        return x
+    return _map(batch, place)
 
 
 class Receiver:
@@ -151,12 +159,11 @@ def _release(slot: np.ndarray) -> None:
     slot[0] = 0
 
 
-def _tensors(x, payload: torch.Tensor):
-    if isinstance(x, Place):
-        nbytes = math.prod(x.shape) * x.dtype.itemsize
-        return payload[x.offset : x.offset + nbytes].view(x.dtype).view(x.shape)
-    if isinstance(x, dict):
-        return {k: _tensors(v, payload) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_tensors(v, payload) for v in x]
-    return x
+def _tensors(batch: dict, payload: torch.Tensor) -> dict:
+    """The batch with each ``Place`` replaced by the view of ``payload`` it names."""
+    def tensor(x):
+        if isinstance(x, Place):
+            nbytes = math.prod(x.shape) * x.dtype.itemsize
+            return payload[x.offset : x.offset + nbytes].view(x.dtype).view(x.shape)
+        return x
+    return _map(batch, tensor)
